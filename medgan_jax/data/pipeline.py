@@ -1,0 +1,367 @@
+"""tf.data input pipeline: records -> decode -> resize -> [-1, 1] -> batches -> device mesh.
+
+Training streams an endless, seeded order of the records: global sample position
+g maps to row `index_shuffle(g mod N, seed=[seed, g div N])`, i.e. a fresh
+permutation per epoch computed without materialising it. Only file paths are held
+in memory, so memory stays flat as the dataset grows, and a run resumed at step s
+sees exactly the batches an uninterrupted run would have seen (`start_step`).
+Each process reads only its own slice of every global batch (multi-host).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from medgan_jax import parallel
+from medgan_jax.data.records import DataError, Records
+
+AUTOTUNE = tf.data.AUTOTUNE
+RESIZE_MODES = ("stretch", "crop", "pad")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@functools.cache
+def hide_accelerators_from_tf() -> None:
+    """TF is only the input pipeline: keep it off the GPUs/TPUs that JAX uses."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+        tf.config.set_visible_devices([], "TPU")
+    except (RuntimeError, ValueError):  # Already initialised or no such device type.
+        pass
+
+
+# ----------------------------------------------------------------- image functions
+
+
+def _has_pair(tail: tf.Tensor, first: int, second: int) -> tf.Tensor:
+    """Whether the byte pair (first, second) occurs in `tail` (uint8 vector)."""
+    return tf.reduce_any(tf.logical_and(tf.equal(tail[:-1], first), tf.equal(tail[1:], second)))
+
+
+def is_complete_image(contents: tf.Tensor) -> tf.Tensor:
+    """Cheap in-graph integrity check: known magic number and an end marker.
+
+    Catches truncated downloads, empty files and non-image files before decoding.
+    JPEG must contain its EOI marker (FF D9) near the end, PNG its IEND chunk.
+    """
+    head = tf.strings.substr(contents, 0, 8)
+    tail = tf.io.decode_raw(tf.strings.substr(contents, -32, 32), tf.uint8)
+    length = tf.strings.length(contents)
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), _JPEG_MAGIC)
+    is_png = tf.equal(head, _PNG_MAGIC)
+    is_other = tf.logical_or(
+        tf.equal(tf.strings.substr(head, 0, 2), b"BM"),
+        tf.equal(tf.strings.substr(head, 0, 4), b"GIF8"),
+    )
+
+    def tail_ok():
+        jpeg_end = _has_pair(tail, 0xFF, 0xD9)
+        png_end = tf.logical_and(_has_pair(tail, ord("I"), ord("E")), _has_pair(tail, ord("N"), ord("D")))
+        return tf.logical_or(
+            tf.logical_or(tf.logical_and(is_jpeg, jpeg_end), tf.logical_and(is_png, png_end)),
+            is_other,
+        )
+
+    return tf.cond(length >= 32, tail_ok, lambda: tf.constant(False))
+
+
+def decode(contents: tf.Tensor) -> tf.Tensor:
+    """JPEG/PNG/BMP/GIF bytes (8- or 16-bit, 1-4 channels) -> float32 [H, W, C] in [0, 1]."""
+    image = tf.io.decode_image(contents, channels=0, dtype=tf.uint16, expand_animations=False)
+    return tf.cast(image, tf.float32) / 65535.0
+
+
+def to_float01(image: tf.Tensor) -> tf.Tensor:
+    """In-memory uint8/uint16/float image -> float32 in [0, 1]."""
+    if image.dtype == tf.uint8:
+        return tf.cast(image, tf.float32) / 255.0
+    if image.dtype == tf.uint16:
+        return tf.cast(image, tf.float32) / 65535.0
+    return tf.cast(image, tf.float32)
+
+
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels -> `channels` (1 or 3).
+
+    Alpha is dropped; RGB -> gray uses ITU-R BT.601 luma, gray -> RGB repeats.
+    """
+    is_colour = tf.shape(image)[-1] >= 3
+    if channels == 1:
+        return tf.cond(
+            is_colour,
+            lambda: tf.image.rgb_to_grayscale(image[..., :3]),
+            lambda: image[..., :1],
+        )
+    if channels == 3:
+        return tf.cond(is_colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    raise DataError(f"config.data.channels={channels}; expected 1 or 3.")
+
+
+def resize(image: tf.Tensor, size: int, mode: str, method: str) -> tf.Tensor:
+    """Square `size` image with antialiasing; `mode` says what to do with the aspect ratio."""
+    if mode == "crop":
+        shape = tf.shape(image)
+        side = tf.minimum(shape[0], shape[1])
+        image = tf.image.resize_with_crop_or_pad(image, side, side)
+    if mode == "pad":
+        image = tf.image.resize_with_pad(image, size, size, method=method, antialias=True)
+    elif mode in ("stretch", "crop"):
+        image = tf.image.resize(image, [size, size], method=method, antialias=True)
+    else:
+        raise DataError(f"config.data.resize_mode='{mode}'; expected one of {RESIZE_MODES}.")
+    return tf.clip_by_value(image, 0.0, 1.0)  # bicubic/lanczos overshoot
+
+
+def preprocess(image: tf.Tensor, cfg: ml_collections.ConfigDict) -> tf.Tensor:
+    """[0, 1] image of any size/channels -> float32 [size, size, channels] in [-1, 1]."""
+    image = to_channels(image, cfg.channels)
+    image = resize(image, cfg.image_size, cfg.resize_mode, cfg.resize_method)
+    image.set_shape([cfg.image_size, cfg.image_size, cfg.channels])
+    return image * 2.0 - 1.0
+
+
+# ------------------------------------------------------------------ record loading
+
+
+class SkipCounter:
+    """Counts (and remembers the last of) the unreadable files skipped in-graph."""
+
+    def __init__(self):
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.last_path = tf.Variable("", dtype=tf.string, trainable=False)
+
+    def record(self, ok: tf.Tensor, path: tf.Tensor) -> list[tf.Operation]:
+        bad = tf.logical_not(ok)
+        return [
+            self.count.assign_add(tf.cast(bad, tf.int64)),
+            self.last_path.assign(tf.where(bad, path, self.last_path)),
+        ]
+
+
+def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: SkipCounter):
+    """A tf function: row index -> example dict (image, targets, index, ok)."""
+    labels = tf.constant(records.labels)
+    mask = None if records.label_mask is None else tf.constant(records.label_mask)
+    if records.images is not None:
+        images = tf.constant(records.images)
+
+        def load_image(index):
+            return to_float01(tf.gather(images, index)), tf.constant(True)
+
+    else:
+        paths = tf.constant(records.paths)
+
+        def load_image(index):
+            path = tf.gather(paths, index)
+            contents = tf.io.read_file(path)
+            ok = is_complete_image(contents)
+            if cfg.skip_corrupt:
+                with tf.control_dependencies(counter.record(ok, path)):
+                    ok = tf.identity(ok)
+                image = tf.cond(ok, lambda: decode(contents), lambda: tf.zeros([8, 8, 1]))
+            else:
+                check = tf.debugging.Assert(
+                    ok,
+                    ["Unreadable, truncated or non-image file:", path,
+                     "(expected a complete JPEG, PNG, BMP or GIF;"
+                     " set config.data.skip_corrupt=True to skip and count such files)"],
+                )
+                with tf.control_dependencies([check]):
+                    image = decode(contents)
+            return image, ok
+
+    def load(index):
+        image, ok = load_image(index)
+        example = {
+            "image": preprocess(image, cfg),
+            "label": tf.gather(labels, index),
+            "index": index,
+            "ok": ok,
+        }
+        if mask is not None:
+            example["label_mask"] = tf.gather(mask, index)
+        return example
+
+    return load
+
+
+def _shuffled_row(position: tf.Tensor, n: int, seed: int) -> tf.Tensor:
+    """Row of the `position`-th sample of the endless stream: one permutation per epoch."""
+    epoch, offset = position // n, position % n
+    if n == 1:
+        return offset
+    return tf.random.experimental.index_shuffle(offset, tf.stack([tf.constant(seed, tf.int64), epoch]), n - 1)
+
+
+def build_dataset(
+    records: Records,
+    cfg: ml_collections.ConfigDict,
+    *,
+    global_batch_size: int,
+    train: bool,
+    start_step: int = 0,
+    counter: SkipCounter | None = None,
+) -> tf.data.Dataset:
+    """This process's batches: endless and shuffled for training, one padded pass for eval.
+
+    Eval batches carry `valid` (False for padding and skipped files) so every device
+    gets full batches and every process the same number of them.
+    """
+    hide_accelerators_from_tf()
+    if len(records) == 0:
+        raise DataError(f"No images to read from {records.description}.")
+    processes, process = jax.process_count(), jax.process_index()
+    if global_batch_size % processes:
+        raise DataError(
+            f"Batch size {global_batch_size} must be divisible by the {processes} processes."
+        )
+    local = global_batch_size // processes
+    n = len(records)
+    load = _example_loader(records, cfg, counter or SkipCounter())
+
+    def positions(step):
+        return step * global_batch_size + process * local + tf.range(local, dtype=tf.int64)
+
+    if train:
+        steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max // global_batch_size)
+        rows = steps.map(positions).unbatch()
+        if cfg.shuffle:
+            rows = rows.map(lambda g: _shuffled_row(g, n, cfg.seed))
+        else:
+            rows = rows.map(lambda g: g % n)
+        ds = rows.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        if cfg.skip_corrupt:
+            ds = ds.filter(lambda ex: ex["ok"]).ignore_errors(log_warning=True)
+        ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k != "ok"})
+        ds = ds.batch(local, drop_remainder=True)
+    else:
+        num_steps = -(-n // global_batch_size)
+        positions_ds = tf.data.Dataset.range(num_steps).map(positions).unbatch()
+        ds = positions_ds.map(
+            lambda g: _padded_example(load(tf.minimum(g, n - 1)), g < n),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        ).batch(local)
+    return ds.prefetch(cfg.prefetch if cfg.prefetch >= 0 else AUTOTUNE)
+
+
+def _padded_example(example: dict, in_range: tf.Tensor) -> dict:
+    example = dict(example)
+    example["valid"] = tf.logical_and(in_range, example.pop("ok"))
+    return example
+
+
+def host_batches(
+    ds: tf.data.Dataset, records: Records | None = None, counter: SkipCounter | None = None
+) -> Iterator[dict]:
+    """numpy batches of `ds`, turning decode failures into errors that name the file."""
+    iterator = ds.as_numpy_iterator()
+    reported = 0
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as error:
+            raise _explain_decode_error(error, records) from None
+        if counter is not None and int(counter.count.numpy()) > reported:
+            reported = int(counter.count.numpy())
+            logging.warning(
+                "Skipped %d unreadable image(s) so far (latest: %s).",
+                reported,
+                counter.last_path.numpy().decode(),
+            )
+        yield batch
+
+
+def _explain_decode_error(error: tf.errors.InvalidArgumentError, records: Records | None) -> DataError:
+    message = error.message
+    if "Unreadable, truncated or non-image file" in message:
+        detail = message[message.index("Unreadable") :].split("\n")[0]
+        return DataError(detail)
+    bad = find_undecodable(records.paths) if records and records.paths is not None else []
+    named = f" Undecodable file(s): {bad[:5]}." if bad else ""
+    return DataError(
+        f"Decoding an image of {records.description if records else 'the dataset'} failed: {message.splitlines()[0]}.{named} "
+        "Set config.data.skip_corrupt=True to skip and count unreadable files."
+    )
+
+
+def find_undecodable(paths: np.ndarray) -> list[str]:
+    """The paths that fail to decode (a full scan; used on the error path only)."""
+    logging.info("Scanning %d files for undecodable images...", len(paths))
+
+    def try_decode(path):
+        return path, tf.size(decode(tf.io.read_file(path)))
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(try_decode, num_parallel_calls=AUTOTUNE)
+    decoded = {p.decode() for p, _ in ds.ignore_errors().as_numpy_iterator()}
+    return [str(p) for p in paths if str(p) not in decoded]
+
+
+def global_batches(
+    records: Records,
+    cfg: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+    *,
+    global_batch_size: int,
+    train: bool,
+    start_step: int = 0,
+) -> Iterator[dict[str, jax.Array]]:
+    """Global jax.Arrays sharded over the mesh's `data` axis, ready for a jit step."""
+    parallel.check_batch_size(global_batch_size, mesh)
+    counter = SkipCounter()
+    ds = build_dataset(
+        records, cfg, global_batch_size=global_batch_size, train=train,
+        start_step=start_step, counter=counter,
+    )
+    return parallel.device_batches(host_batches(ds, records, counter), mesh, prefetch=cfg.prefetch_to_device)
+
+
+def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records:
+    """Decodes and resizes every image once; later epochs gather from a float16 copy.
+
+    Only for datasets that fit in RAM (N x size^2 x channels x 2 bytes).
+    """
+    if records.images is not None:
+        return records
+    hide_accelerators_from_tf()
+    counter = SkipCounter()
+    load = _example_loader(records, cfg, counter)
+    ds = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=AUTOTUNE).batch(256)
+    images, ok = [], []
+    for batch in host_batches(ds, records, counter):
+        images.append(((batch["image"] + 1.0) / 2.0).astype(np.float16))
+        ok.append(batch["ok"])
+    keep = np.flatnonzero(np.concatenate(ok))
+    if len(keep) < len(records):
+        logging.warning("Cache: skipped %d unreadable image(s).", len(records) - len(keep))
+    return dataclasses.replace(records.take(keep), paths=None, images=np.concatenate(images)[keep])
+
+
+# ------------------------------------------------------------------ TFDS streaming
+
+
+def tfds_batches(cfg: ml_collections.ConfigDict, split: str, *, global_batch_size: int, train: bool) -> tf.data.Dataset:
+    """A TFDS split, preprocessed like the record sources, batched per process."""
+    from medgan_jax.data import sources
+
+    hide_accelerators_from_tf()
+    ds, _ = sources.tfds_dataset(cfg, split)
+    local = global_batch_size // jax.process_count()
+    ds = ds.map(
+        lambda ex: {**ex, "image": preprocess(to_float01(ex["image"]), cfg)},
+        num_parallel_calls=AUTOTUNE,
+    )
+    if train:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed).repeat() if cfg.shuffle else ds.repeat()
+    return ds.batch(local, drop_remainder=train).prefetch(AUTOTUNE)

@@ -1,0 +1,440 @@
+"""Catalogue of datasets: folder trees, CheXpert CSVs, TFDS builders and the synthetic sets.
+
+Every record-based source returns `Records` for a split name ('train', 'val',
+'test'; CheXpert also 'valid', the official validation CSV). TFDS datasets stream
+and come back as a `tf.data.Dataset` from `tfds_dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from medgan_jax.data import subsets, synthetic
+from medgan_jax.data.records import DataError, Records
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLITS = ("train", "val", "test")
+CHEXPERT_LABELS = synthetic.CHEXPERT_LABELS
+CHEXPERT_META_COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
+UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
+BLANK_POLICIES = ("zeros", "ignore")
+_PATIENT_RE = re.compile(r"(patient\d+)")
+
+
+# --------------------------------------------------------------------------- folder
+
+
+def folder_records(root: str | os.PathLike, split: str, classes: Sequence[str] | None) -> Records:
+    """Reads `root/split/<class>/**/*.{jpg,png,...}`; class ids follow `classes` order."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DataError(
+            f"Folder dataset: {split_dir} is not a directory; expected the layout "
+            f"root/{split}/<class>/*.jpg (e.g. train/benign/1.jpg)."
+        )
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not found:
+        raise DataError(f"Folder dataset: {split_dir} has no class sub-folders.")
+    class_names = tuple(classes) if classes else tuple(found)
+    missing = [c for c in class_names if c not in found]
+    if missing:
+        raise DataError(
+            f"config.data.classes names {missing}, which are not folders of {split_dir}; "
+            f"found classes {found}."
+        )
+    ids, labels = [], []
+    for label, name in enumerate(class_names):
+        images, others = _list_images(split_dir / name)
+        if not images:
+            example = f"; other files there, e.g. {others[0].name}" if others else ""
+            raise DataError(
+                f"Folder dataset: class folder {split_dir / name} has no images with "
+                f"extensions {IMAGE_EXTENSIONS} ({len(others)} other files{example})."
+            )
+        if others:
+            logging.warning(
+                "Ignoring %d non-image files in %s (e.g. %s).",
+                len(others),
+                split_dir / name,
+                others[0].name,
+            )
+        ids += [str(p.relative_to(root)) for p in images]
+        labels += [label] * len(images)
+    ids = np.asarray(ids)
+    return Records(
+        ids=ids,
+        paths=np.asarray([os.path.join(root, i) for i in ids]),
+        labels=np.asarray(labels, np.int32),
+        class_names=class_names,
+        description=f"folder {split_dir}",
+    )
+
+
+def _list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Image files under `folder` (recursively, sorted) and the other files found."""
+    images, others = [], []
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                others.append(path)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(path)
+            else:
+                others.append(path)
+    return sorted(images), sorted(others)
+
+
+# ------------------------------------------------------------------------- CheXpert
+
+
+def find_chexpert_dir(root: str | os.PathLike) -> Path:
+    """The CheXpert-v1.0[-small] folder: `root` itself or its child of that name."""
+    root = Path(root)
+    if (root / "train.csv").is_file():
+        return root
+    for name in ("CheXpert-v1.0-small", "CheXpert-v1.0"):
+        if (root / name / "train.csv").is_file():
+            return root / name
+    raise DataError(
+        f"CheXpert: no train.csv in {root} or {root}/CheXpert-v1.0[-small]; set "
+        "config.data.chexpert.root to the folder holding CheXpert-v1.0-small/."
+    )
+
+
+def parse_uncertainty(default: str, overrides: str, labels: Sequence[str]) -> dict[str, str]:
+    """Per-label policy from a default and overrides like 'Atelectasis:ones,Edema:zeros'."""
+    policies = {label: default for label in labels}
+    for item in filter(None, (s.strip() for s in overrides.split(","))):
+        label, _, policy = item.rpartition(":")
+        policies[label.strip()] = policy.strip()
+    for label, policy in policies.items():
+        if label not in labels:
+            raise DataError(
+                f"config.data.chexpert.uncertainty_overrides names '{label}', which is "
+                f"not one of the selected labels {list(labels)}."
+            )
+        if policy not in UNCERTAINTY_POLICIES:
+            raise DataError(
+                f"config.data.chexpert uncertainty policy for '{label}' is '{policy}'; "
+                f"expected one of {UNCERTAINTY_POLICIES}."
+            )
+    return policies
+
+
+def chexpert_targets(
+    raw: np.ndarray,
+    labels: Sequence[str],
+    policies: dict[str, str],
+    blank: str,
+    where: str = "CheXpert labels",
+    first_line: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw CSV cells [N, L] ('1.0', '0.0', '-1.0', '') -> float32 targets and loss mask."""
+    if blank not in BLANK_POLICIES:
+        raise DataError(
+            f"config.data.chexpert.blank is '{blank}'; expected one of {BLANK_POLICIES}."
+        )
+    cells = np.char.strip(np.asarray(raw, dtype=str))
+    distinct, inverse = np.unique(cells, return_inverse=True)
+    parsed = [_parse_cell(c) for c in distinct]
+    for cell, value in zip(distinct, parsed):
+        if value is None:
+            row, col = np.argwhere(cells == cell)[0]
+            raise DataError(
+                f"{where}, line {row + first_line}, column '{labels[col]}': value "
+                f"'{cell}' is not one of 1.0, 0.0, -1.0 or blank."
+            )
+    values = np.asarray(parsed, np.float32)[inverse.reshape(cells.shape)]
+    targets = np.where(values == 1.0, 1.0, 0.0).astype(np.float32)
+    mask = np.ones_like(targets)
+    mask[np.isnan(values) & (blank == "ignore")] = 0.0
+    for col, label in enumerate(labels):
+        uncertain = values[:, col] == -1.0
+        if policies[label] == "ones":
+            targets[uncertain, col] = 1.0
+        elif policies[label] == "ignore":
+            mask[uncertain, col] = 0.0
+    return targets, mask
+
+
+def _parse_cell(cell: str) -> float | None:
+    """CSV cell -> 1.0, 0.0, -1.0, NaN for blank, or None when invalid."""
+    if cell == "":
+        return float("nan")
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if value in (1.0, 0.0, -1.0) else None
+
+
+def read_chexpert_csv(csv_path: Path, labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Columns of a CheXpert CSV as string arrays; raises on missing columns."""
+    if not csv_path.is_file():
+        raise DataError(f"CheXpert: {csv_path} does not exist.")
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = list(reader)
+    expected = list(CHEXPERT_META_COLUMNS) + list(labels)
+    missing = [c for c in expected if header is None or c not in header]
+    if missing:
+        raise DataError(
+            f"CheXpert CSV {csv_path} is missing column(s) {missing}; expected the "
+            f"header {','.join(CHEXPERT_META_COLUMNS + CHEXPERT_LABELS)}."
+        )
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DataError(
+                f"CheXpert CSV {csv_path}, line {line}: {len(row)} cells, expected "
+                f"{len(header)} (one per header column)."
+            )
+    table = np.asarray(rows, dtype=str).reshape(len(rows), len(header))
+    return {name: table[:, header.index(name)] for name in expected}
+
+
+def chexpert_split_records(
+    cfg: ml_collections.ConfigDict, split: str, *, seed: int
+) -> Records:
+    """CheXpert records of a patient-disjoint split of train.csv, or 'valid' (valid.csv)."""
+    ccfg = cfg.chexpert
+    data_dir = find_chexpert_dir(ccfg.root)
+    labels = tuple(ccfg.labels)
+    unknown = [label for label in labels if label not in CHEXPERT_LABELS]
+    if unknown:
+        raise DataError(
+            f"config.data.chexpert.labels has {unknown}; expected names from "
+            f"{list(CHEXPERT_LABELS)}."
+        )
+    csv_path = data_dir / ("valid.csv" if split == "valid" else "train.csv")
+    columns = read_chexpert_csv(csv_path, labels)
+    raw = np.stack([columns[label] for label in labels], axis=1)
+    policies = parse_uncertainty(ccfg.uncertainty, ccfg.uncertainty_overrides, labels)
+    targets, mask = chexpert_targets(raw, labels, policies, ccfg.blank, where=str(csv_path))
+    rel_paths = columns["Path"]
+    patient_ids = np.asarray([_patient_id(p, csv_path, i) for i, p in enumerate(rel_paths)])
+    keep = np.ones(len(rel_paths), bool)
+    if ccfg.frontal_only:
+        keep = np.char.lower(columns["Frontal/Lateral"]) == "frontal"
+        logging.info("CheXpert %s: kept %d frontal of %d images.", csv_path, keep.sum(), len(keep))
+    if split != "valid":
+        fractions = {"train": 1.0 - ccfg.val_fraction - ccfg.test_fraction}
+        fractions.update(val=ccfg.val_fraction, test=ccfg.test_fraction)
+        assignment = subsets.patient_split(patient_ids, fractions, seed=seed)
+        keep &= assignment == split
+    index = np.flatnonzero(keep)
+    # Paths in the CSV start with the dataset folder's own name.
+    paths = np.asarray([str(data_dir.parent / p) for p in rel_paths[index]])
+    if ccfg.check_paths:
+        _check_paths_exist(paths, csv_path, index)
+    return Records(
+        ids=rel_paths[index],
+        paths=paths,
+        labels=targets[index],
+        label_mask=mask[index],
+        patient_ids=patient_ids[index],
+        class_names=labels,
+        description=f"CheXpert {csv_path} ({split})",
+    )
+
+
+def _patient_id(path: str, csv_path: Path, row: int) -> str:
+    match = _PATIENT_RE.search(path)
+    if not match:
+        raise DataError(
+            f"CheXpert CSV {csv_path}, line {row + 2}: Path '{path}' has no "
+            "'patientNNNNN' part to take the patient id from."
+        )
+    return match.group(1)
+
+
+def _check_paths_exist(paths: np.ndarray, csv_path: Path, rows: np.ndarray) -> None:
+    missing = [(r, p) for r, p in zip(rows, paths) if not os.path.isfile(p)]
+    if missing:
+        shown = "; ".join(f"line {r + 2}: {p}" for r, p in missing[:3])
+        raise DataError(
+            f"CheXpert CSV {csv_path}: {len(missing)} image path(s) do not exist, e.g. "
+            f"{shown}. Paths are read relative to the folder containing "
+            f"{csv_path.parent.name}/."
+        )
+
+
+# ------------------------------------------------------------------------ synthetic
+
+
+def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
+    """In-memory synthetic lesions or chest X-rays; splits are disjoint index ranges."""
+    scfg = cfg.synthetic
+    sizes = {"train": scfg.num_train, "val": scfg.num_val, "test": scfg.num_test}
+    start = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}[split]
+    if scfg.kind == "lesions":
+        images, labels = synthetic.lesion_images(
+            start + sizes[split],
+            size=scfg.size,
+            seed=scfg.seed,
+            overlap=scfg.overlap,
+            malignant_fraction=scfg.malignant_fraction,
+            hair_probability=scfg.hair_probability,
+        )
+        ids = np.asarray([f"synthetic-lesions/seed{scfg.seed}/{i:06d}" for i in range(len(labels))])
+        return Records(
+            ids=ids[start:],
+            images=images[start:],
+            labels=labels[start:],
+            class_names=synthetic.LESION_CLASSES,
+            description=f"synthetic lesions (seed {scfg.seed}, {split})",
+        )
+    if scfg.kind == "cxr":
+        return _synthetic_cxr_records(cfg, split, sizes, start)
+    raise DataError(f"config.data.synthetic.kind is '{scfg.kind}'; expected 'lesions' or 'cxr'.")
+
+
+def _synthetic_cxr_records(cfg, split: str, sizes: dict, start: int) -> Records:
+    """Patients are drawn in split order so the splits are patient-disjoint by design."""
+    scfg, ccfg = cfg.synthetic, cfg.chexpert
+    # A patient has ~2.5 images on average; patients are numbered contiguously.
+    patients = {k: max(1, round(v / 2.5)) for k, v in sizes.items()}
+    first = 1 + sum(patients[s] for s in SPLITS[: SPLITS.index(split)])
+    table = synthetic.cxr_images(
+        patients[split], size=scfg.size, seed=scfg.seed, split="train", first_patient=first
+    )
+    labels = tuple(ccfg.labels)
+    cols = [CHEXPERT_LABELS.index(label) for label in labels]
+    policies = parse_uncertainty(ccfg.uncertainty, ccfg.uncertainty_overrides, labels)
+    targets, mask = chexpert_targets(table.raw_labels[:, cols], labels, policies, ccfg.blank)
+    keep = (table.view == "Frontal") if ccfg.frontal_only else np.ones(len(targets), bool)
+    return Records(
+        ids=table.paths[keep],
+        images=table.images[keep],
+        labels=targets[keep],
+        label_mask=mask[keep],
+        patient_ids=table.patient_ids[keep],
+        class_names=labels,
+        description=f"synthetic chest X-rays (seed {scfg.seed}, {split})",
+    )
+
+
+# --------------------------------------------------------------------------- TFDS
+
+
+def tfds_dataset(cfg: ml_collections.ConfigDict, split: str):
+    """A TFDS split as a tf.data.Dataset of {'image', 'label'[, 'label_mask']} and its info."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tcfg = cfg.tfds
+    split_name = {"train": tcfg.train_split, "val": tcfg.val_split, "test": tcfg.test_split}[split]
+    builder = tfds.builder(tcfg.name, data_dir=tcfg.data_dir or None)
+    if not builder.is_prepared():
+        if not (tcfg.manual_dir or tcfg.download):
+            raise DataError(
+                f"TFDS dataset '{tcfg.name}' is not prepared in "
+                f"{builder.data_dir}; set config.data.tfds.manual_dir (datasets like "
+                "chexpert that are downloaded by hand) or config.data.tfds.download=True."
+            )
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=tcfg.manual_dir or None)
+        )
+    read_config = tfds.ReadConfig(
+        shuffle_seed=cfg.seed,
+        input_context=tf.distribute.InputContext(
+            num_input_pipelines=_process_count(), input_pipeline_id=_process_index()
+        ),
+    )
+    ds = builder.as_dataset(split=split_name, shuffle_files=True, read_config=read_config)
+    if tcfg.name.split(":")[0] == "chexpert":
+        ds = ds.map(_tfds_chexpert_converter(cfg))
+        if cfg.chexpert.frontal_only:
+            ds = ds.filter(lambda ex: ex["frontal"])
+        return ds.map(lambda ex: {k: v for k, v in ex.items() if k != "frontal"}), builder.info
+    image_key, label_key = tcfg.image_key, tcfg.label_key
+    features = builder.info.features
+    for key in (image_key, label_key):
+        if key not in features:
+            raise DataError(
+                f"config.data.tfds: '{key}' is not a feature of {tcfg.name}; it has "
+                f"{list(features.keys())}."
+            )
+    return ds.map(lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int32)}), builder.info
+
+
+def _tfds_chexpert_converter(cfg):
+    """Maps TFDS chexpert's per-label ClassLabel (uncertain/positive/negative/unmentioned)."""
+    import tensorflow as tf
+
+    ccfg = cfg.chexpert
+    labels = tuple(ccfg.labels)
+    cols = [CHEXPERT_LABELS.index(label) for label in labels]
+    policies = parse_uncertainty(ccfg.uncertainty, ccfg.uncertainty_overrides, labels)
+    # Rows: TFDS class ids 0..3 = uncertain, positive, negative, unmentioned.
+    raw = np.asarray([["-1.0", "1.0", "0.0", ""]] * len(labels)).T
+    targets, mask = chexpert_targets(raw, labels, policies, ccfg.blank)
+    target_table, mask_table = tf.constant(targets), tf.constant(mask)
+
+    def convert(example):
+        ids = tf.gather(tf.cast(example["label"], tf.int32), cols)
+        pick = tf.stack([ids, tf.range(len(labels))], axis=1)
+        return {
+            "image": example["image"],
+            "label": tf.gather_nd(target_table, pick),
+            "label_mask": tf.gather_nd(mask_table, pick),
+            "frontal": tf.equal(example["image_view"], 0),
+        }
+
+    return convert
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+# ------------------------------------------------------------------------ dispatch
+
+
+def load_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
+    """Records of `split` ('train', 'val', 'test'; CheXpert also 'valid') for `config.data`."""
+    if split not in SPLITS + ("valid",):
+        raise DataError(f"Unknown split '{split}'; expected one of {SPLITS + ('valid',)}.")
+    if cfg.source == "synthetic":
+        return synthetic_split_records(cfg, split)
+    if cfg.source == "chexpert":
+        return chexpert_split_records(cfg, split, seed=cfg.split_seed)
+    if cfg.source == "folder":
+        return _folder_split(cfg, split)
+    if cfg.source == "tfds":
+        raise DataError("config.data.source='tfds' streams; use pipeline.tfds_batches.")
+    raise DataError(
+        f"config.data.source is '{cfg.source}'; expected synthetic, folder, chexpert or tfds."
+    )
+
+
+def _folder_split(cfg, split: str) -> Records:
+    """'test' is the test folder; 'val' is a stratified slice of the train folder."""
+    fcfg = cfg.folder
+    classes = tuple(cfg.classes) if cfg.classes else None
+    if split == "test":
+        return folder_records(fcfg.root, fcfg.test_split, classes)
+    records = folder_records(fcfg.root, fcfg.train_split, classes)
+    if fcfg.val_fraction <= 0:
+        if split == "val":
+            raise DataError("config.data.folder.val_fraction is 0, so there is no 'val' split.")
+        return records
+    val = subsets.stratified_holdout(records.labels, fcfg.val_fraction, seed=cfg.split_seed)
+    return records.take(np.flatnonzero(val if split == "val" else ~val))

@@ -1,0 +1,175 @@
+"""The tf.data pipeline: decoding, batches on 8 devices, exact resume, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs.data import data_config
+from medgan_jax import parallel
+from medgan_jax.data import DataError, load_split, pipeline
+from medgan_jax.data.records import Records
+from tests.data.conftest import BENIGN_RGB, MALIGNANT_GRAY
+
+
+def take(ds, n):
+    return [b for _, b in zip(range(n), pipeline.host_batches(ds, None))]
+
+
+def in_memory_records(n=50, size=8) -> Records:
+    images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, size, size, 3), np.uint8)
+    return Records(
+        ids=np.asarray([str(i) for i in range(n)]),
+        images=images,
+        labels=(np.arange(n) % 2).astype(np.int32),
+        class_names=("a", "b"),
+        description="numbered images",
+    )
+
+
+def memory_cfg(size=8):
+    cfg = data_config("smoke")
+    cfg.image_size = size
+    return cfg
+
+
+def test_decode_formats_bit_depths_and_channels(folder_root, folder_config):
+    records = load_split(folder_config, "train")
+    for channels in (3, 1):
+        folder_config.channels = channels
+        ds = pipeline.build_dataset(records, folder_config, global_batch_size=7, train=False)
+        (batch,) = take(ds, 1)
+        assert batch["image"].shape == (7, 16, 16, channels) and batch["image"].dtype == np.float32
+        by_id = dict(zip(records.ids[batch["index"]], batch["image"]))
+        gray = MALIGNANT_GRAY / 255 * 2 - 1
+        for name in ("train/malignant/m0.png", "train/malignant/m1.png"):  # 8- and 16-bit PNG
+            np.testing.assert_allclose(by_id[name], gray, atol=1e-5)
+        np.testing.assert_allclose(by_id["train/malignant/m2.jpg"], gray, atol=0.02)
+        rgb = np.asarray(BENIGN_RGB) / 255 * 2 - 1
+        expected = rgb if channels == 3 else (rgb @ [0.2989, 0.587, 0.114])[None]
+        for name in ("train/benign/b0.png", "train/benign/b1.png"):  # RGB and RGBA
+            np.testing.assert_allclose(by_id[name][4, 4], expected, atol=1e-2)
+        assert batch["valid"].all()
+
+
+def test_16bit_precision_is_kept(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(64, dtype=np.uint16) * 7 + 30000).reshape(8, 8)  # steps of 7/65535
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    image = pipeline.decode(tf.io.read_file(str(tmp_path / "ramp.png"))).numpy()
+    np.testing.assert_allclose(image[..., 0], ramp / 65535.0, atol=1e-7)
+
+
+def test_resize_modes_keep_size_and_range():
+    image = tf.random.uniform([30, 50, 3])
+    for mode in pipeline.RESIZE_MODES:
+        out = pipeline.resize(image, 16, mode, "bicubic").numpy()
+        assert out.shape == (16, 16, 3) and 0.0 <= out.min() and out.max() <= 1.0
+    # Antialiasing: a 1-pixel checkerboard averages to grey instead of aliasing.
+    checker = tf.cast((tf.range(64)[:, None] + tf.range(64)[None]) % 2, tf.float32)[..., None]
+    small = pipeline.resize(checker, 8, "stretch", "bilinear").numpy()
+    np.testing.assert_allclose(small, 0.5, atol=0.01)
+    with pytest.raises(DataError, match="resize_mode='squash'"):
+        pipeline.resize(image, 16, "squash", "bilinear")
+
+
+def test_training_stream_is_a_fresh_permutation_per_epoch():
+    records, cfg = in_memory_records(50), memory_cfg()
+    ds = pipeline.build_dataset(records, cfg, global_batch_size=10, train=True)
+    batches = take(ds, 10)  # two epochs
+    first, second = (np.concatenate([b["index"] for b in batches[i : i + 5]]) for i in (0, 5))
+    assert sorted(first) == list(range(50)) and sorted(second) == list(range(50))
+    assert list(first) != list(second) and list(first) != list(range(50))
+    # The image really is the row's image and the label its label.
+    b = batches[0]
+    np.testing.assert_allclose(b["image"][:, 0, 0, 0], b["index"] / 255 * 2 - 1, atol=1e-6)
+    np.testing.assert_array_equal(b["label"], b["index"] % 2)
+
+
+def test_resume_gives_the_same_batches_as_an_uninterrupted_run():
+    records, cfg = in_memory_records(37), memory_cfg()
+    full = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True), 12)
+    resumed = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True, start_step=7), 5)
+    for a, b in zip(full[7:], resumed):
+        np.testing.assert_array_equal(a["index"], b["index"])
+    cfg.seed = 1
+    other = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True), 1)
+    assert list(other[0]["index"]) != list(full[0]["index"])
+
+
+def test_processes_read_disjoint_slices_of_each_global_batch(monkeypatch):
+    records, cfg = in_memory_records(40), memory_cfg()
+    (whole,) = take(pipeline.build_dataset(records, cfg, global_batch_size=16, train=True), 1)
+    parts = []
+    for process in range(4):
+        monkeypatch.setattr(pipeline.jax, "process_count", lambda: 4)
+        monkeypatch.setattr(pipeline.jax, "process_index", lambda p=process: p)
+        (part,) = take(pipeline.build_dataset(records, cfg, global_batch_size=16, train=True), 1)
+        assert part["index"].shape == (4,)
+        parts.append(part["index"])
+    np.testing.assert_array_equal(np.concatenate(parts), whole["index"])
+
+
+def test_eval_pass_pads_to_full_batches_and_marks_padding():
+    records, cfg = in_memory_records(21), memory_cfg()
+    batches = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=False), 99)
+    assert len(batches) == 3 and all(b["image"].shape[0] == 8 for b in batches)
+    valid = np.concatenate([b["valid"] for b in batches])
+    index = np.concatenate([b["index"] for b in batches])
+    assert valid.sum() == 21 and list(index[valid]) == list(range(21))
+
+
+def test_global_batches_are_sharded_over_8_devices():
+    records, cfg = in_memory_records(64), memory_cfg()
+    mesh = parallel.make_mesh()
+    batch = next(pipeline.global_batches(records, cfg, mesh, global_batch_size=16, train=True))
+    image = batch["image"]
+    assert image.shape == (16, 8, 8, 3) and image.dtype == np.float32
+    assert -1.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert len(image.sharding.device_set) == 8
+    assert image.sharding.spec == parallel.batch_sharding(mesh).spec
+    assert [s.data.shape for s in image.addressable_shards] == [(2, 8, 8, 3)] * 8
+    with pytest.raises(ValueError, match=r"config.batch_size=12 must be a positive multiple of .* \(8\)"):
+        next(pipeline.global_batches(records, cfg, mesh, global_batch_size=12, train=True))
+
+
+def test_truncated_image_error_names_the_file(folder_root, folder_config):
+    bad = folder_root / "train" / "benign" / "b2_truncated.jpg"
+    bad.write_bytes((folder_root / "train" / "benign" / "sub" / "b2.jpg").read_bytes()[:300])
+    records = load_split(folder_config, "train")
+    ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=True)
+    with pytest.raises(DataError, match=r"Unreadable, truncated or non-image file:.*b2_truncated.jpg"):
+        take(ds, 1)
+
+
+def test_skip_corrupt_skips_and_counts(folder_root, folder_config, caplog):
+    (folder_root / "train" / "benign" / "empty.png").write_bytes(b"")
+    (folder_root / "train" / "malignant" / "html.jpg").write_bytes(b"<html>404 not found</html>" * 3)
+    folder_config.skip_corrupt = True
+    records = load_split(folder_config, "train")
+    assert len(records) == 9
+    counter = pipeline.SkipCounter()
+    ds = pipeline.build_dataset(records, folder_config, global_batch_size=9, train=True, counter=counter)
+    batches = list(zip(range(2), pipeline.host_batches(ds, records, counter)))
+    indices = np.concatenate([b["index"] for _, b in batches])
+    bad = {i for i, p in enumerate(records.ids) if p.endswith(("empty.png", "html.jpg"))}
+    assert not bad & set(indices.tolist())
+    assert int(counter.count.numpy()) >= 2
+    assert counter.last_path.numpy().decode().endswith(("empty.png", "html.jpg"))
+    # Eval keeps every position but marks the skipped files invalid.
+    batches = take(pipeline.build_dataset(records, folder_config, global_batch_size=9, train=False), 9)
+    valid = dict(zip(batches[0]["index"], batches[0]["valid"]))
+    assert {i for i, v in valid.items() if not v} == bad
+
+
+def test_cache_matches_streaming(folder_config):
+    records = load_split(folder_config, "train")
+    cached = pipeline.cache_in_memory(records, folder_config)
+    assert cached.images.dtype == np.float16 and cached.paths is None
+    streamed, from_cache = (
+        take(pipeline.build_dataset(r, folder_config, global_batch_size=7, train=False), 1)[0]
+        for r in (records, cached)
+    )
+    np.testing.assert_allclose(streamed["image"], from_cache["image"], atol=2e-3)
