@@ -22,7 +22,9 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def save_image_grid(path: str | os.PathLike, images: np.ndarray, columns: int, scale: int = 1) -> None:
+def save_image_grid(
+    path: str | os.PathLike, images: np.ndarray, columns: int, scale: int = 1
+) -> None:
     """Writes `images` (in [-1, 1]) as a PNG grid, optionally upscaled for viewing."""
     grid = image_grid(images, columns)
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)

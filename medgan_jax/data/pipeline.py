@@ -65,7 +65,9 @@ def is_complete_image(contents: tf.Tensor) -> tf.Tensor:
 
     def tail_ok():
         jpeg_end = _has_pair(tail, 0xFF, 0xD9)
-        png_end = tf.logical_and(_has_pair(tail, ord("I"), ord("E")), _has_pair(tail, ord("N"), ord("D")))
+        png_end = tf.logical_and(
+            _has_pair(tail, ord("I"), ord("E")), _has_pair(tail, ord("N"), ord("D"))
+        )
         return tf.logical_or(
             tf.logical_or(tf.logical_and(is_jpeg, jpeg_end), tf.logical_and(is_png, png_end)),
             is_other,
@@ -102,7 +104,9 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
             lambda: image[..., :1],
         )
     if channels == 3:
-        return tf.cond(is_colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+        return tf.cond(
+            is_colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3])
+        )
     raise DataError(f"config.data.channels={channels}; expected 1 or 3.")
 
 
@@ -171,9 +175,12 @@ def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: S
             else:
                 check = tf.debugging.Assert(
                     ok,
-                    ["Unreadable, truncated or non-image file:", path,
-                     "(expected a complete JPEG, PNG, BMP or GIF;"
-                     " set config.data.skip_corrupt=True to skip and count such files)"],
+                    [
+                        "Unreadable, truncated or non-image file:",
+                        path,
+                        "(expected a complete JPEG, PNG, BMP or GIF;"
+                        " set config.data.skip_corrupt=True to skip and count such files)",
+                    ],
                 )
                 with tf.control_dependencies([check]):
                     image = decode(contents)
@@ -199,7 +206,9 @@ def _shuffled_row(position: tf.Tensor, n: int, seed: int) -> tf.Tensor:
     epoch, offset = position // n, position % n
     if n == 1:
         return offset
-    return tf.random.experimental.index_shuffle(offset, tf.stack([tf.constant(seed, tf.int64), epoch]), n - 1)
+    return tf.random.experimental.index_shuffle(
+        offset, tf.stack([tf.constant(seed, tf.int64), epoch]), n - 1
+    )
 
 
 def build_dataset(
@@ -283,15 +292,18 @@ def host_batches(
         yield batch
 
 
-def _explain_decode_error(error: tf.errors.InvalidArgumentError, records: Records | None) -> DataError:
+def _explain_decode_error(
+    error: tf.errors.InvalidArgumentError, records: Records | None
+) -> DataError:
     message = error.message
     if "Unreadable, truncated or non-image file" in message:
         detail = message[message.index("Unreadable") :].split("\n")[0]
         return DataError(detail)
     bad = find_undecodable(records.paths) if records and records.paths is not None else []
     named = f" Undecodable file(s): {bad[:5]}." if bad else ""
+    where = records.description if records else "the dataset"
     return DataError(
-        f"Decoding an image of {records.description if records else 'the dataset'} failed: {message.splitlines()[0]}.{named} "
+        f"Decoding an image of {where} failed: {message.splitlines()[0]}.{named} "
         "Set config.data.skip_corrupt=True to skip and count unreadable files."
     )
 
@@ -321,10 +333,16 @@ def global_batches(
     parallel.check_batch_size(global_batch_size, mesh)
     counter = SkipCounter()
     ds = build_dataset(
-        records, cfg, global_batch_size=global_batch_size, train=train,
-        start_step=start_step, counter=counter,
+        records,
+        cfg,
+        global_batch_size=global_batch_size,
+        train=train,
+        start_step=start_step,
+        counter=counter,
     )
-    return parallel.device_batches(host_batches(ds, records, counter), mesh, prefetch=cfg.prefetch_to_device)
+    return parallel.device_batches(
+        host_batches(ds, records, counter), mesh, prefetch=cfg.prefetch_to_device
+    )
 
 
 def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records:
@@ -351,7 +369,9 @@ def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records
 # ------------------------------------------------------------------ TFDS streaming
 
 
-def tfds_batches(cfg: ml_collections.ConfigDict, split: str, *, global_batch_size: int, train: bool) -> tf.data.Dataset:
+def tfds_batches(
+    cfg: ml_collections.ConfigDict, split: str, *, global_batch_size: int, train: bool
+) -> tf.data.Dataset:
     """A TFDS split, preprocessed like the record sources, batched per process."""
     from medgan_jax.data import sources
 

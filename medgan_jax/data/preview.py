@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from medgan_jax import parallel
-from medgan_jax.data import DataError, load_split, pipeline, sources
+from medgan_jax.data import DataError, load_split, pipeline
 from medgan_jax.logging import save_image_grid
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", "Data config file.")
@@ -50,7 +50,9 @@ def preview(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.initialize_distributed()
     mesh = parallel.make_mesh(config.num_devices or None)
     data = config.data
-    print(f"Devices: {mesh.devices.size} x {jax.devices()[0].platform}, mesh axes {mesh.axis_names}")
+    print(
+        f"Devices: {mesh.devices.size} x {jax.devices()[0].platform}, mesh axes {mesh.axis_names}"
+    )
     if data.source == "tfds":
         ds = pipeline.tfds_batches(data, "train", global_batch_size=config.batch_size, train=True)
         host = ds.as_numpy_iterator()

@@ -72,8 +72,6 @@ class Records:
         """One line: size, per-class counts and where the data came from."""
         counts = ", ".join(f"{k}={v}" for k, v in self.class_counts().items())
         patients = (
-            f", {len(np.unique(self.patient_ids))} patients"
-            if self.patient_ids is not None
-            else ""
+            f", {len(np.unique(self.patient_ids))} patients" if self.patient_ids is not None else ""
         )
         return f"{len(self)} images{patients} ({counts}) from {self.description}"

@@ -202,9 +202,7 @@ def read_chexpert_csv(csv_path: Path, labels: Sequence[str]) -> dict[str, np.nda
     return {name: table[:, header.index(name)] for name in expected}
 
 
-def chexpert_split_records(
-    cfg: ml_collections.ConfigDict, split: str, *, seed: int
-) -> Records:
+def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: int) -> Records:
     """CheXpert records of a patient-disjoint split of train.csv, or 'valid' (valid.csv)."""
     ccfg = cfg.chexpert
     data_dir = find_chexpert_dir(ccfg.root)
@@ -364,7 +362,9 @@ def tfds_dataset(cfg: ml_collections.ConfigDict, split: str):
                 f"config.data.tfds: '{key}' is not a feature of {tcfg.name}; it has "
                 f"{list(features.keys())}."
             )
-    return ds.map(lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int32)}), builder.info
+    return ds.map(
+        lambda ex: {"image": ex[image_key], "label": tf.cast(ex[label_key], tf.int32)}
+    ), builder.info
 
 
 def _tfds_chexpert_converter(cfg):

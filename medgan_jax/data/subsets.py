@@ -27,9 +27,7 @@ def _permutation(n: int, seed: int, stream: int) -> np.ndarray:
     return np.random.default_rng([seed, stream]).permutation(n)
 
 
-def patient_split(
-    patient_ids: np.ndarray, fractions: Mapping[str, float], seed: int
-) -> np.ndarray:
+def patient_split(patient_ids: np.ndarray, fractions: Mapping[str, float], seed: int) -> np.ndarray:
     """Assigns each row the split of its patient; every patient lands in exactly one split.
 
     Patients (sorted, then permuted by `seed`) are cut into consecutive blocks with

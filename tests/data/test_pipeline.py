@@ -18,7 +18,9 @@ def take(ds, n):
 
 
 def in_memory_records(n=50, size=8) -> Records:
-    images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, size, size, 3), np.uint8)
+    images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones(
+        (1, size, size, 3), np.uint8
+    )
     return Records(
         ids=np.asarray([str(i) for i in range(n)]),
         images=images,
@@ -91,7 +93,9 @@ def test_training_stream_is_a_fresh_permutation_per_epoch():
 def test_resume_gives_the_same_batches_as_an_uninterrupted_run():
     records, cfg = in_memory_records(37), memory_cfg()
     full = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True), 12)
-    resumed = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True, start_step=7), 5)
+    resumed = take(
+        pipeline.build_dataset(records, cfg, global_batch_size=8, train=True, start_step=7), 5
+    )
     for a, b in zip(full[7:], resumed):
         np.testing.assert_array_equal(a["index"], b["index"])
     cfg.seed = 1
@@ -131,7 +135,9 @@ def test_global_batches_are_sharded_over_8_devices():
     assert len(image.sharding.device_set) == 8
     assert image.sharding.spec == parallel.batch_sharding(mesh).spec
     assert [s.data.shape for s in image.addressable_shards] == [(2, 8, 8, 3)] * 8
-    with pytest.raises(ValueError, match=r"config.batch_size=12 must be a positive multiple of .* \(8\)"):
+    with pytest.raises(
+        ValueError, match=r"config.batch_size=12 must be a positive multiple of .* \(8\)"
+    ):
         next(pipeline.global_batches(records, cfg, mesh, global_batch_size=12, train=True))
 
 
@@ -140,18 +146,24 @@ def test_truncated_image_error_names_the_file(folder_root, folder_config):
     bad.write_bytes((folder_root / "train" / "benign" / "sub" / "b2.jpg").read_bytes()[:300])
     records = load_split(folder_config, "train")
     ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=True)
-    with pytest.raises(DataError, match=r"Unreadable, truncated or non-image file:.*b2_truncated.jpg"):
+    with pytest.raises(
+        DataError, match=r"Unreadable, truncated or non-image file:.*b2_truncated.jpg"
+    ):
         take(ds, 1)
 
 
 def test_skip_corrupt_skips_and_counts(folder_root, folder_config, caplog):
     (folder_root / "train" / "benign" / "empty.png").write_bytes(b"")
-    (folder_root / "train" / "malignant" / "html.jpg").write_bytes(b"<html>404 not found</html>" * 3)
+    (folder_root / "train" / "malignant" / "html.jpg").write_bytes(
+        b"<html>404 not found</html>" * 3
+    )
     folder_config.skip_corrupt = True
     records = load_split(folder_config, "train")
     assert len(records) == 9
     counter = pipeline.SkipCounter()
-    ds = pipeline.build_dataset(records, folder_config, global_batch_size=9, train=True, counter=counter)
+    ds = pipeline.build_dataset(
+        records, folder_config, global_batch_size=9, train=True, counter=counter
+    )
     batches = list(zip(range(2), pipeline.host_batches(ds, records, counter)))
     indices = np.concatenate([b["index"] for _, b in batches])
     bad = {i for i, p in enumerate(records.ids) if p.endswith(("empty.png", "html.jpg"))}
@@ -159,7 +171,9 @@ def test_skip_corrupt_skips_and_counts(folder_root, folder_config, caplog):
     assert int(counter.count.numpy()) >= 2
     assert counter.last_path.numpy().decode().endswith(("empty.png", "html.jpg"))
     # Eval keeps every position but marks the skipped files invalid.
-    batches = take(pipeline.build_dataset(records, folder_config, global_batch_size=9, train=False), 9)
+    batches = take(
+        pipeline.build_dataset(records, folder_config, global_batch_size=9, train=False), 9
+    )
     valid = dict(zip(batches[0]["index"], batches[0]["valid"]))
     assert {i for i, v in valid.items() if not v} == bad
 
@@ -173,3 +187,12 @@ def test_cache_matches_streaming(folder_config):
         for r in (records, cached)
     )
     np.testing.assert_allclose(streamed["image"], from_cache["image"], atol=2e-3)
+
+
+def test_undecodable_image_error_names_the_file(folder_root, folder_config):
+    garbage = b"\xff\xd8\xff" + bytes(range(256)) * 2 + b"\xff\xd9"  # right markers, no image
+    (folder_root / "train" / "malignant" / "garbled.jpg").write_bytes(garbage)
+    records = load_split(folder_config, "train")
+    ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=False)
+    with pytest.raises(DataError, match=r"Decoding an image of folder .* failed.*garbled.jpg"):
+        list(pipeline.host_batches(ds, records))

@@ -61,7 +61,10 @@ def test_chexpert_uncertainty_policies(chexpert_config, policy, blank, edema_tar
     assert records.labels[row, col["Cardiomegaly"]] == 1.0
     assert records.labels[row, col["Edema"]] == edema_target  # -1.0
     assert records.label_mask[row, col["Edema"]] == edema_mask
-    assert records.labels[row, col["Fracture"]] == 0.0 and records.label_mask[row, col["Fracture"]] == 1
+    assert (
+        records.labels[row, col["Fracture"]] == 0.0
+        and records.label_mask[row, col["Fracture"]] == 1
+    )
     assert records.labels[row, col["Atelectasis"]] == 0.0  # blank -> 0
     assert records.patient_ids[row] == "patient00001"
 

@@ -18,7 +18,9 @@ def make_records(counts=(300, 40), patients_per_image=1) -> Records:
         paths=ids,
         labels=labels,
         class_names=("benign", "malignant"),
-        patient_ids=np.asarray([f"patient{i // patients_per_image:05d}" for i in range(len(labels))]),
+        patient_ids=np.asarray(
+            [f"patient{i // patients_per_image:05d}" for i in range(len(labels))]
+        ),
         description="test records",
     )
 
@@ -50,13 +52,17 @@ def test_class_counts_and_errors():
     records = make_records()
     chosen = subsets.select(records, subset_cfg(class_counts="malignant=25"))
     assert chosen.class_counts() == {"benign": 300, "malignant": 25}
-    with pytest.raises(subsets.SubsetError, match="asks for 50 'malignant' images but test records has 40"):
+    with pytest.raises(
+        subsets.SubsetError, match="asks for 50 'malignant' images but test records has 40"
+    ):
         subsets.select(records, subset_cfg(class_counts="malignant=50"))
     with pytest.raises(subsets.SubsetError, match="item 'melanoma=5'"):
         subsets.select(records, subset_cfg(class_counts="melanoma=5"))
 
 
-@pytest.mark.parametrize("fraction, expected", [(0.01, (3, 1)), (0.05, (15, 2)), (0.5, (150, 20)), (1.0, (300, 40))])
+@pytest.mark.parametrize(
+    "fraction, expected", [(0.01, (3, 1)), (0.05, (15, 2)), (0.5, (150, 20)), (1.0, (300, 40))]
+)
 def test_fractions_are_per_class(fraction, expected):
     chosen = subsets.select(make_records(), subset_cfg(fraction=fraction))
     assert tuple(chosen.class_counts().values()) == expected

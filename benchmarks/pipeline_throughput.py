@@ -1,0 +1,172 @@
+"""Input-pipeline benchmark: decoded images/s and peak memory, 2,000 vs 20,000 JPEG files.
+
+  python benchmarks/pipeline_throughput.py [--sizes 2000,20000] [--out benchmarks/results]
+
+Writes 224x224 RGB JPEGs (synthetic lesions) in the Kaggle folder layout, then, in a
+fresh process per (loader, size), reads one full epoch decoded, resized to 64x64 and
+scaled to [-1, 1] with:
+  medgan_jax  - this project's tf.data pipeline (streams file paths; shuffled order)
+  keras       - keras.utils.image_dataset_from_directory (tf.data, the Keras standard)
+  notebook    - PIL open/convert/resize in a Python loop into one numpy array, the
+                hand-written notebook loader
+and prints images/s, peak resident memory and the ratios. Flat memory from 2,000 to
+20,000 files is the point of streaming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FILE_SIZE, OUT_SIZE, BATCH = 224, 64, 64
+LOADERS = ("medgan_jax", "keras", "notebook")
+
+
+def write_files(folder: Path, num: int, unique: int = 2000) -> None:
+    """`num` JPEGs under folder/train/{benign,malignant}; copies of `unique` rendered ones."""
+    from PIL import Image
+
+    from medgan_jax.data.synthetic import LESION_CLASSES, lesion_images
+
+    if (folder / "done").exists():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    images, labels = lesion_images(min(num, unique), size=FILE_SIZE, seed=0)
+    sources = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = folder / "train" / LESION_CLASSES[label] / f"{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path, quality=95)
+        sources.append(path)
+    for i in range(len(sources), num):
+        src = sources[i % len(sources)]
+        shutil.copyfile(src, src.parent / f"{i:06d}.jpg")
+    (folder / "done").write_text(str(num))
+
+
+def run_medgan_jax(folder: Path) -> int:
+    from configs.data import data_config
+    from medgan_jax.data import load_split, pipeline
+
+    cfg = data_config("skin_cancer")
+    cfg.update(image_size=OUT_SIZE, cache=False)
+    cfg.folder.update(root=str(folder), val_fraction=0.0)
+    records = load_split(cfg, "train")
+    steps = len(records) // BATCH
+    ds = pipeline.build_dataset(records, cfg, global_batch_size=BATCH, train=True)
+    seen = 0
+    for _, batch in zip(range(steps), pipeline.host_batches(ds, records)):
+        seen += len(batch["image"])
+    return seen
+
+
+def run_keras(folder: Path) -> int:
+    import keras
+
+    ds = keras.utils.image_dataset_from_directory(
+        folder / "train", image_size=(OUT_SIZE, OUT_SIZE), batch_size=BATCH, seed=0, verbose=False
+    )
+    seen = 0
+    for images, _ in ds.map(lambda x, y: (x / 127.5 - 1.0, y)):
+        seen += int(images.shape[0])
+    return seen
+
+
+def run_notebook(folder: Path) -> int:
+    from PIL import Image
+
+    paths = sorted((folder / "train").glob("*/*.jpg"))
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            image = image.convert("RGB").resize((OUT_SIZE, OUT_SIZE), Image.BILINEAR)
+            images.append(np.asarray(image, np.float32) / 127.5 - 1.0)
+    return len(np.stack(images))
+
+
+def worker(loader: str, folder: Path) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.perf_counter()
+    seen = {"medgan_jax": run_medgan_jax, "keras": run_keras, "notebook": run_notebook}[loader](
+        folder
+    )
+    seconds = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "loader": loader,
+        "images": seen,
+        "seconds": seconds,
+        "images_per_s": seen / seconds,
+        "peak_rss_mib": peak_mib,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="2000,20000")
+    parser.add_argument("--loaders", default=",".join(LOADERS))
+    parser.add_argument("--files", default="/tmp/medgan_jax_bench_files")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, Path(args.files))))
+        return
+    results = []
+    for num in map(int, args.sizes.split(",")):
+        folder = Path(args.files) / f"n{num}"
+        write_files(folder, num)
+        for loader in args.loaders.split(","):
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--worker", loader, "--files", str(folder)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            results.append({"files": num, **json.loads(out)})
+            r = results[-1]
+            print(
+                f"{num:>6} files  {loader:10s} {r['images_per_s']:7.0f} images/s  "
+                f"peak RSS {r['peak_rss_mib']:7.0f} MiB  ({r['seconds']:.1f} s)",
+                flush=True,
+            )
+    by = {(r["files"], r["loader"]): r for r in results}
+    print("\nRatios (medgan_jax / reference):")
+    for num in sorted({r["files"] for r in results}):
+        ours = by.get((num, "medgan_jax"))
+        for ref in ("keras", "notebook"):
+            if ours and (num, ref) in by:
+                speed = ours["images_per_s"] / by[num, ref]["images_per_s"]
+                memory = ours["peak_rss_mib"] / by[num, ref]["peak_rss_mib"]
+                print(
+                    f"{num:>6} files  vs {ref:8s} speed {speed:5.2f}x   peak memory {memory:5.2f}x"
+                )
+    sizes = sorted({r["files"] for r in results})
+    for loader in args.loaders.split(","):
+        if len(sizes) >= 2 and (sizes[0], loader) in by and (sizes[-1], loader) in by:
+            growth = by[sizes[-1], loader]["peak_rss_mib"] - by[sizes[0], loader]["peak_rss_mib"]
+            print(f"{loader:10s} peak memory {sizes[0]} -> {sizes[-1]} files: {growth:+.0f} MiB")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "pipeline_throughput.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
