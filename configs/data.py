@@ -35,7 +35,7 @@ def base_data_config() -> ml_collections.ConfigDict:
             image_size=64,
             channels=3,
             resize_mode="stretch",  # stretch | crop (centre square) | pad
-            resize_method="bilinear",  # any tf.image.resize method; antialiased
+            resize_method="auto",  # auto (area to shrink, bilinear to enlarge) or a tf.image method
             classes=(),  # folder class subset and order; () = all folders, sorted
             seed=0,  # shuffle order
             split_seed=0,  # val/test carving (fixed across experiments)

@@ -64,17 +64,28 @@ def test_16bit_precision_is_kept(tmp_path):
     np.testing.assert_allclose(image[..., 0], ramp / 65535.0, atol=1e-7)
 
 
-def test_resize_modes_keep_size_and_range():
+@pytest.mark.parametrize("method", ["auto", "bilinear", "bicubic"])
+def test_resize_modes_keep_size_range_and_antialias(method):
     image = tf.random.uniform([30, 50, 3])
     for mode in pipeline.RESIZE_MODES:
-        out = pipeline.resize(image, 16, mode, "bicubic").numpy()
+        out = pipeline.resize(image, 16, mode, method).numpy()
         assert out.shape == (16, 16, 3) and 0.0 <= out.min() and out.max() <= 1.0
     # Antialiasing: a 1-pixel checkerboard averages to grey instead of aliasing.
     checker = tf.cast((tf.range(64)[:, None] + tf.range(64)[None]) % 2, tf.float32)[..., None]
-    small = pipeline.resize(checker, 8, "stretch", "bilinear").numpy()
+    small = pipeline.resize(checker, 8, "stretch", method).numpy()
     np.testing.assert_allclose(small, 0.5, atol=0.01)
     with pytest.raises(DataError, match="resize_mode='squash'"):
-        pipeline.resize(image, 16, "squash", "bilinear")
+        pipeline.resize(image, 16, "squash", method)
+
+
+def test_resize_pad_letterboxes_and_auto_enlarges_smoothly():
+    wide = tf.ones([10, 40, 1])
+    padded = pipeline.resize(wide, 16, "pad", "auto").numpy()[..., 0]
+    assert padded[8].min() == 1.0 and padded[0].max() == 0.0  # 4 rows of image, zero bands
+    np.testing.assert_array_equal(padded.sum(axis=1) > 0, [False] * 6 + [True] * 4 + [False] * 6)
+    ramp = tf.reshape(tf.linspace(0.0, 1.0, 4), [1, 4, 1]) * tf.ones([4, 1, 1])
+    big = pipeline.resize(ramp, 16, "stretch", "auto").numpy()[0, :, 0]
+    assert len(np.unique(np.round(big, 4))) > 8  # bilinear, not blocky nearest/area
 
 
 def test_training_stream_is_a_fresh_permutation_per_epoch():
