@@ -1,6 +1,7 @@
 """Every test sees 8 simulated CPU devices, so sharded code runs as on a multi-GPU host."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -11,6 +12,11 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
+# Runs of the same config (resume, NaN, sampling tests) reuse compiled steps.
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "medgan_jax_test_xla_cache")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 @pytest.fixture(scope="session", autouse=True)

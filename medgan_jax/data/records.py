@@ -75,3 +75,11 @@ class Records:
             f", {len(np.unique(self.patient_ids))} patients" if self.patient_ids is not None else ""
         )
         return f"{len(self)} images{patients} ({counts}) from {self.description}"
+
+    def replace_labels(
+        self, labels: np.ndarray, class_names: tuple[str, ...] | None = None
+    ) -> Records:
+        """The same images with other targets (e.g. all zeros for unconditional GANs)."""
+        return dataclasses.replace(
+            self, labels=labels, label_mask=None, class_names=class_names or self.class_names
+        )

@@ -1,0 +1,138 @@
+"""DCGAN-64 training throughput: this project's jit step vs the PyTorch eager reference.
+
+  python benchmarks/dcgan_throughput.py [--steps 20] [--batch 64]
+
+Both sides train the identical network of pytorch/examples/dcgan (batch 64, 64x64x3,
+nz 100, ngf = ndf = 64, Adam 2e-4, betas 0.5/0.999, BCE/non-saturating loss, one D and
+one G update per step) on the same random "real" batch, in this one process,
+alternating timed rounds so machine noise hits both alike. Prints images/s of both and
+the ratio; writes benchmarks/results/dcgan_throughput.json. PyTorch (CPU build) is a
+benchmark-only dependency: pip install torch==2.13.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc: int = 3):
+    """pytorch/examples/dcgan/main.py's networks and training iteration, verbatim in spirit."""
+    import torch
+    import torch.nn as tnn
+
+    def up(c_in, c_out, stride=2, pad=1, last=False):
+        conv = tnn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False)
+        return [conv, tnn.Tanh()] if last else [conv, tnn.BatchNorm2d(c_out), tnn.ReLU(True)]
+
+    def down(c_in, c_out, bn=True):
+        layers = [tnn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
+        return layers + ([tnn.BatchNorm2d(c_out)] if bn else []) + [tnn.LeakyReLU(0.2, True)]
+
+    netG = tnn.Sequential(
+        *up(nz, ngf * 8, 1, 0), *up(ngf * 8, ngf * 4), *up(ngf * 4, ngf * 2),
+        *up(ngf * 2, ngf), *up(ngf, nc, last=True),
+    )  # fmt: skip
+    netD = tnn.Sequential(
+        *down(nc, ndf, bn=False), *down(ndf, ndf * 2), *down(ndf * 2, ndf * 4),
+        *down(ndf * 4, ndf * 8), tnn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), tnn.Sigmoid(),
+    )  # fmt: skip
+    criterion = tnn.BCELoss()
+    opt_d = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch, nc, 64, 64) * 2 - 1
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+
+    def step():
+        netD.zero_grad()
+        err_real = criterion(netD(real).view(-1), ones)
+        err_real.backward()
+        fake = netG(torch.randn(batch, nz, 1, 1))
+        err_fake = criterion(netD(fake.detach()).view(-1), zeros)
+        err_fake.backward()
+        opt_d.step()
+        netG.zero_grad()
+        err_g = criterion(netD(fake).view(-1), ones)
+        err_g.backward()
+        opt_g.step()
+        return float(err_g)
+
+    return step
+
+
+def jax_step(batch: int):
+    """This project's DCGAN step on a 1-device mesh, compiled once."""
+    import jax
+
+    from configs.dcgan import get_config
+    from medgan_jax import parallel
+    from medgan_jax.gan import train as gan_train
+
+    config = get_config("synthetic_lesions")
+    config.batch_size = batch
+    config.gan.augment = ""
+    mesh = parallel.make_mesh(1)
+    generator, discriminator = gan_train.build_models(config, num_classes=2)
+    state, step = gan_train.compiled_step(config, generator, discriminator, mesh)
+    real = np.random.default_rng(0).uniform(-1, 1, (batch, 64, 64, 3)).astype(np.float32)
+    batch_arrays = parallel.host_to_global(
+        {"image": real, "label": np.zeros(batch, np.int32)}, mesh
+    )
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batch_arrays)
+        return float(jax.block_until_ready(metrics["g_loss"]))
+
+    return run
+
+
+def time_steps(step, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    import torch
+
+    sides = {"medgan_jax": jax_step(args.batch), "pytorch": torch_reference(args.batch)}
+    for step in sides.values():  # compile / warm up
+        step(), step()
+    seconds = {name: 0.0 for name in sides}
+    for _ in range(args.rounds):
+        for name, step in sides.items():
+            seconds[name] += time_steps(step, args.steps)
+    images = args.steps * args.rounds * args.batch
+    rates = {name: images / s for name, s in seconds.items()}
+    for name, rate in rates.items():
+        ms = 1000 * seconds[name] / (args.steps * args.rounds)
+        print(f"{name:10s} {rate:7.1f} images/s  ({ms:.0f} ms/step)")
+    ratio = rates["medgan_jax"] / rates["pytorch"]
+    threads = torch.get_num_threads()
+    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} threads)")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "dcgan_throughput.json"), "w") as f:
+        json.dump({"images_per_s": rates, "ratio": ratio, "batch": args.batch}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Orbax checkpoints: save every N steps, keep K, resume from the latest in a workdir."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+def manager(workdir: str | os.PathLike, save_every: int, keep: int) -> ocp.CheckpointManager:
+    """A CheckpointManager over `workdir/checkpoints`."""
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=save_every, max_to_keep=keep, create=True
+    )
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")), options=options
+    )
+
+
+def restore_latest(mngr: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
+    """(restored state, its step), or (`state`, 0) when there is no checkpoint yet.
+
+    `state` gives the structure, dtypes and shardings to restore into.
+    """
+    step = mngr.latest_step()
+    if step is None:
+        return state, 0
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    logging.info("Resumed from %s at step %d.", mngr.directory, step)
+    return restored, int(step)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:
+    """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
+    return mngr.save(step, args=ocp.args.StandardSave(state), force=force)

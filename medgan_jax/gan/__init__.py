@@ -1,0 +1,1 @@
+"""GAN training core shared by every family (DCGAN, PGGAN, BAGAN)."""

@@ -1,0 +1,116 @@
+"""Writes N images from a trained GAN's EMA generator as PNGs plus a manifest.
+
+  python -m medgan_jax.gan.sample --workdir=runs/dcgan --num=1000 --out=DIR \
+      [--class_name=malignant] [--seed=0] [--step=-1]
+
+Reads the run's config.json and latest (or --step) checkpoint. The same seed gives
+the same images. DIR/manifest.json records checkpoint step, seed, class and files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from medgan_jax import checkpoint, parallel
+from medgan_jax.gan.state import create_state
+from medgan_jax.gan.steps import make_generate
+from medgan_jax.gan.train import build_models
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The GAN training run.", required=True)
+_NUM = flags.DEFINE_integer("num", 1000, "How many images.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/generated).")
+_CLASS = flags.DEFINE_string("class_name", "", "Class to generate (conditional GANs).")
+_SEED = flags.DEFINE_integer("seed", 0, "Latent seed.")
+_STEP = flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = latest.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Images generated per device call.")
+
+
+def load_run(workdir: str, step: int = -1):
+    """(config, generator, EMA params, EMA batch stats, step) of a training run."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    class_names = _class_names(workdir)
+    generator, discriminator = build_models(config, len(class_names))
+    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    state = create_state(generator, discriminator, config.gan, image_shape, config.seed)
+    mngr = checkpoint.manager(workdir, 1, None)
+    step = mngr.latest_step() if step < 0 else step
+    if step is None:
+        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
+    abstract = jax.tree.map(checkpoint.ocp.utils.to_shape_dtype_struct, state)
+    state = mngr.restore(step, args=checkpoint.ocp.args.StandardRestore(abstract))
+    return config, generator, state.ema_params, state.ema_stats, int(step), class_names
+
+
+def _class_names(workdir: str) -> list[str]:
+    """Class names in label order, as written by the training run."""
+    with open(os.path.join(workdir, "classes.json")) as f:
+        return json.load(f)
+
+
+def generate_images(
+    workdir: str,
+    num: int,
+    out: str,
+    class_name: str = "",
+    seed: int = 0,
+    step: int = -1,
+    batch_size: int = 256,
+) -> dict:
+    """Writes `num` PNGs and manifest.json to `out`; returns the manifest."""
+    config, generator, params, stats, step, class_names = load_run(workdir, step)
+    label = 0
+    if config.gan.conditional:
+        if class_name not in class_names:
+            raise ValueError(f"--class_name='{class_name}'; this GAN knows {class_names}.")
+        label = class_names.index(class_name)
+    generate = jax.jit(make_generate(generator))
+    key = jax.random.PRNGKey(seed)
+    os.makedirs(out, exist_ok=True)
+    files = []
+    for start in range(0, num, batch_size):
+        n = min(batch_size, num - start)
+        z = jax.random.normal(
+            jax.random.fold_in(key, start // batch_size), (batch_size, config.gan.latent_dim)
+        )
+        images = generate(params, stats, z, jnp.full((batch_size,), label, jnp.int32))[:n]
+        pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
+        for i, image in enumerate(pixels):
+            name = f"{class_name or 'sample'}_{start + i:06d}.png"
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+                os.path.join(out, name)
+            )
+            files.append(name)
+    manifest = {
+        "workdir": os.path.abspath(workdir),
+        "checkpoint_step": step,
+        "seed": seed,
+        "class_name": class_name or (",".join(class_names)),
+        "num": num,
+        "files": files,
+    }
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def main(argv):
+    del argv
+    parallel.initialize_distributed()
+    out = _OUT.value or os.path.join(_WORKDIR.value, "generated")
+    manifest = generate_images(
+        _WORKDIR.value, _NUM.value, out, _CLASS.value, _SEED.value, _STEP.value, _BATCH.value
+    )
+    print(f"Wrote {manifest['num']} images from step {manifest['checkpoint_step']} to {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

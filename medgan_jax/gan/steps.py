@@ -1,0 +1,169 @@
+"""The jit-compiled GAN training step, shared by every GAN family.
+
+One step = `n_critic` discriminator updates (each on its own slice of the real batch
+and fresh latents) and one generator update, then the EMA and ADA updates. The
+generator's forward pass of the last critic update is reused for the generator update
+through `jax.vjp` (as PyTorch's DCGAN reuses `fake`), so G runs forward once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from medgan_jax.augment import ada, diffaugment
+from medgan_jax.gan import losses
+from medgan_jax.gan.state import GANState, optimizers
+
+
+def make_augment(cfg: ml_collections.ConfigDict) -> Callable:
+    """(images, key, p) -> augmented images, for D's inputs (real and fake alike)."""
+    if cfg.augment == "diffaugment":
+        return lambda x, key, p: diffaugment.diff_augment(x, key, cfg.diffaugment_policy)
+    if cfg.augment == "ada":
+        return lambda x, key, p: ada.augment(x, key, p)
+    if cfg.augment in ("", "none"):
+        return lambda x, key, p: x
+    raise ValueError(f"config.gan.augment='{cfg.augment}'; expected '', 'diffaugment' or 'ada'.")
+
+
+def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_collections.ConfigDict):
+    """Returns train_step(state, batch) -> (state, metrics); jit it with shardings."""
+    g_tx, d_tx = optimizers(cfg)
+    augment = make_augment(cfg)
+    acgan = getattr(discriminator, "conditioning", "") == "acgan"
+
+    def run_d(params, stats, images, labels):
+        (logits, class_logits), new = discriminator.apply(
+            {"params": params, "batch_stats": stats},
+            images,
+            labels,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return logits, class_logits, new.get("batch_stats", stats)
+
+    def run_g(params, stats, z, labels):
+        fake, new = generator.apply(
+            {"params": params, "batch_stats": stats}, z, labels, train=True, mutable=["batch_stats"]
+        )
+        return fake, new.get("batch_stats", stats)
+
+    def class_loss(class_logits, labels):
+        return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
+
+    def d_loss_fn(params, stats, real, fake, labels, key, p):
+        k_real, k_fake, k_gp = jax.random.split(key, 3)
+        real, fake = augment(real, k_real, p), augment(fake, k_fake, p)
+        real_logits, real_cls, stats = run_d(params, stats, real, labels)
+        fake_logits, fake_cls, stats = run_d(params, stats, fake, labels)
+        loss = losses.discriminator_loss(cfg.loss, real_logits, fake_logits)
+        critic = lambda x: run_d(params, stats, x, labels)[0]
+        if cfg.gp_weight:
+            loss += cfg.gp_weight * losses.gradient_penalty(critic, real, fake, k_gp)
+        if cfg.drift:
+            loss += cfg.drift * losses.drift_penalty(real_logits)
+        if cfg.r1_gamma:
+            loss += 0.5 * cfg.r1_gamma * losses.r1_penalty(critic, real)
+        if acgan:
+            loss += cfg.acgan_weight * (class_loss(real_cls, labels) + class_loss(fake_cls, labels))
+        return loss, (stats, real_logits, fake_logits)
+
+    def g_loss_fn(fake, d_params, d_stats, labels, key, p):
+        logits, cls, d_stats = run_d(d_params, d_stats, augment(fake, key, p), labels)
+        loss = losses.generator_loss(cfg.loss, logits)
+        if acgan:
+            loss += cfg.acgan_weight * class_loss(cls, labels)
+        return loss, d_stats
+
+    def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+        key = jax.random.fold_in(state.key, state.step)
+        n = cfg.n_critic
+        # [n * B] -> [B, n]: row groups stay on their device, so slicing needs no transfer.
+        reals = batch["image"].reshape(-1, n, *batch["image"].shape[1:])
+        labels = batch["label"].reshape(-1, n)
+        g_params, g_stats, d_params, d_stats = (
+            state.g_params,
+            state.g_stats,
+            state.d_params,
+            state.d_stats,
+        )
+        d_opt, ada_state = state.d_opt, state.ada
+        for i in range(n):
+            k_z, k_d = jax.random.split(jax.random.fold_in(key, i))
+            real, y = reals[:, i], labels[:, i]
+            z = jax.random.normal(k_z, (real.shape[0], cfg.latent_dim), real.dtype)
+            if i == n - 1:  # keep G's pullback for the generator update
+                fake, g_pullback, g_stats = jax.vjp(
+                    lambda p, stats=g_stats, z=z, y=y: run_g(p, stats, z, y), g_params, has_aux=True
+                )
+            else:
+                fake, g_stats = run_g(g_params, g_stats, z, y)
+            (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+                d_loss_fn, has_aux=True
+            )(d_params, d_stats, real, jax.lax.stop_gradient(fake), y, k_d, ada_state.p)
+            updates, d_opt = d_tx.update(d_grads, d_opt, d_params)
+            d_params = optax.apply_updates(d_params, updates)
+            ada_state = ada.accumulate(ada_state, real_logits)
+        (g_loss, d_stats), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(
+            fake, d_params, d_stats, y, jax.random.fold_in(key, n), ada_state.p
+        )
+        (g_grads,) = g_pullback(d_fake)
+        updates, g_opt = g_tx.update(g_grads, state.g_opt, g_params)
+        g_params = optax.apply_updates(g_params, updates)
+        decay = cfg.ema_decay
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params)
+        if cfg.augment == "ada":
+            ada_state = ada.maybe_update(
+                ada_state,
+                state.step + 1,
+                real.shape[0] * n,
+                cfg.ada_target,
+                cfg.ada_adjust_kimg,
+                cfg.ada_interval,
+            )
+        watched = (d_loss, g_loss, optax.global_norm(g_params), optax.global_norm(d_params))
+        bad = ~jnp.all(jnp.isfinite(jnp.stack(watched)))
+        # Steps are counted from 1 in logs and checkpoints: step s leaves state.step == s.
+        first_bad = jnp.where(
+            (state.first_bad_step < 0) & bad, state.step + 1, state.first_bad_step
+        )
+        new_state = state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            d_params=d_params,
+            d_stats=d_stats,
+            g_opt=g_opt,
+            d_opt=d_opt,
+            ema_params=ema,
+            ema_stats=g_stats,
+            ada=ada_state,
+            first_bad_step=first_bad,
+        )
+        metrics = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": jnp.mean(real_logits),
+            "d_fake": jnp.mean(fake_logits),
+            "d_grad_norm": optax.global_norm(d_grads),
+            "g_grad_norm": optax.global_norm(g_grads),
+            "ada_p": ada_state.p,
+        }
+        return new_state, metrics
+
+    return train_step
+
+
+def make_generate(generator: nn.Module):
+    """(params, stats, z, labels) -> images with the generator in inference mode."""
+
+    def generate(params, stats, z, labels):
+        return generator.apply({"params": params, "batch_stats": stats}, z, labels, train=False)
+
+    return generate

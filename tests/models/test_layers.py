@@ -1,0 +1,74 @@
+"""The sub-pixel layers equal the transposed / strided convolutions they replace."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from medgan_jax.models import dcgan, layers
+
+
+def transposed_conv_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """PyTorch ConvTranspose2d(k=4, s=2, p=1) by its definition: scatter-add, then crop."""
+    n, h, wd, _ = x.shape
+    y = np.zeros((n, 2 * h + 2, 2 * wd + 2, w.shape[-1]))
+    for i in range(h):
+        for j in range(wd):
+            for ky in range(4):
+                for kx in range(4):
+                    y[:, 2 * i + ky, 2 * j + kx] += x[:, i, j] @ w[ky, kx]
+    return y[:, 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (1, 5, 7, 2)])
+def test_subpixel_equals_transposed_convolution(shape):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    w = rng.normal(size=(4, 4, shape[-1], 5)).astype(np.float32)
+    out = np.asarray(layers.subpixel_conv_transpose(jnp.asarray(x), jnp.asarray(w)))
+    np.testing.assert_allclose(out, transposed_conv_reference(x, w), atol=1e-4)
+    # ...and equals XLA's own transposed convolution (PyTorch semantics: flipped kernel).
+    xla = jax.lax.conv_transpose(
+        x, w[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(out, np.asarray(xla), atol=1e-4)
+
+
+def test_strided_conv_equals_lax_convolution_and_gradients_match():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 8, 6, 3)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(4, 4, 3, 4)).astype(np.float32))
+
+    def reference(x, w):
+        return jax.lax.conv_general_dilated(
+            x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    np.testing.assert_allclose(layers.strided_conv4x4(x, w), reference(x, w), atol=1e-4)
+    grads = jax.grad(lambda x, w: jnp.sum(jnp.sin(layers.strided_conv4x4(x, w))), (0, 1))(x, w)
+    expected = jax.grad(lambda x, w: jnp.sum(jnp.sin(reference(x, w))), (0, 1))(x, w)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g, e, atol=1e-3)
+
+
+def test_space_depth_round_trip():
+    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+    np.testing.assert_array_equal(layers.depth_to_space(layers.space_to_depth(x)), x)
+
+
+@pytest.mark.parametrize("resolution, channels", [(32, 1), (64, 3), (128, 3)])
+def test_dcgan_shapes(resolution, channels):
+    g = dcgan.Generator(resolution=resolution, channels=channels, width=8)
+    d = dcgan.Discriminator(resolution=resolution, width=8, num_classes=3, conditioning="acgan")
+    z = jnp.zeros((2, 100))
+    g_vars = g.init(jax.random.PRNGKey(0), z, None, train=False)
+    images = g.apply(g_vars, z, None, train=False)
+    assert images.shape == (2, resolution, resolution, channels)
+    assert float(jnp.abs(images).max()) <= 1.0
+    d_vars = d.init(jax.random.PRNGKey(1), images, jnp.zeros(2, jnp.int32), train=False)
+    logits, classes = d.apply(d_vars, images, jnp.zeros(2, jnp.int32), train=False)
+    assert logits.shape == (2,) and classes.shape == (2, 3)
+    with pytest.raises(ValueError, match="power of two >= 8, got 48"):
+        dcgan.Generator(resolution=48).init(jax.random.PRNGKey(0), z, None)
