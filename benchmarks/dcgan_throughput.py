@@ -128,7 +128,7 @@ def main() -> None:
         print(f"{name:10s} {rate:7.1f} images/s  ({ms:.0f} ms/step)")
     ratio = rates["medgan_jax"] / rates["pytorch"]
     threads = torch.get_num_threads()
-    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} threads)")
+    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} thr.)")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dcgan_throughput.json"), "w") as f:
         json.dump({"images_per_s": rates, "ratio": ratio, "batch": args.batch}, f, indent=1)

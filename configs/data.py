@@ -14,7 +14,7 @@ e.g. --config.data.folder.root=/data/skin-cancer-malignant-vs-benign.
 
 import ml_collections
 
-from medgan_jax.data.synthetic import CHEXPERT_LABELS
+from medgan_jax.data.synthetic import CHEXPERT_LABELS, DEFAULT_LESION_OVERLAP
 
 PRESETS = (
     "synthetic_lesions",
@@ -52,7 +52,7 @@ def base_data_config() -> ml_collections.ConfigDict:
                 num_train=2000,
                 num_val=250,
                 num_test=500,
-                overlap=0.5,  # lesions: class overlap, 0 = separable, 1 = identical
+                overlap=DEFAULT_LESION_OVERLAP,  # lesions: 0 = separable, 1 = identical classes
                 malignant_fraction=0.45,
                 hair_probability=0.3,
             ),

@@ -6,7 +6,6 @@ import os
 
 import ml_collections
 
-from medgan_jax.data import pipeline, sources, subsets
 from medgan_jax.data.records import DataError, Records
 
 __all__ = ["DataError", "Records", "load_split"]
@@ -20,6 +19,9 @@ def load_split(
     The training split is narrowed by `data.subset` (or pinned by `data.subset.manifest`);
     with `manifest_dir` the exact file list is written there as manifest_<split>.csv.
     """
+    # Imported here so that `python -m medgan_jax.data.synthetic` needs no TensorFlow.
+    from medgan_jax.data import pipeline, sources, subsets
+
     records = sources.load_records(cfg, split)
     if split == "train":
         if cfg.subset.manifest:

@@ -19,9 +19,6 @@ from medgan_jax import parallel
 from medgan_jax.data import DataError, load_split, pipeline
 from medgan_jax.logging import save_image_grid
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/data.py", "Data config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/preview", "Where the grid and manifests go.")
-
 
 def describe_batch(batch: dict[str, jax.Array]) -> str:
     """Shape, dtype, range and sharding of each array in a batch."""
@@ -83,11 +80,18 @@ def preview(config: ml_collections.ConfigDict, workdir: str) -> None:
     print(f"Wrote {path}")
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    preview(_CONFIG.value, _WORKDIR.value)
+def main() -> None:
+    # Flags are defined only when run as a program, so importing this module is free.
+    config = config_flags.DEFINE_config_file("config", "configs/data.py", "Data config file.")
+    workdir = flags.DEFINE_string("workdir", "runs/preview", "Where the grid and manifests go.")
+
+    def run(argv):
+        del argv
+        logging.set_verbosity(logging.WARNING)
+        preview(config.value, workdir.value)
+
+    app.run(run)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

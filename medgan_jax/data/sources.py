@@ -276,18 +276,19 @@ def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Recor
     start = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}[split]
     if scfg.kind == "lesions":
         images, labels = synthetic.lesion_images(
-            start + sizes[split],
+            sizes[split],
             size=scfg.size,
             seed=scfg.seed,
             overlap=scfg.overlap,
             malignant_fraction=scfg.malignant_fraction,
             hair_probability=scfg.hair_probability,
+            first=start,
         )
-        ids = np.asarray([f"synthetic-lesions/seed{scfg.seed}/{i:06d}" for i in range(len(labels))])
+        rows = range(start, start + sizes[split])
         return Records(
-            ids=ids[start:],
-            images=images[start:],
-            labels=labels[start:],
+            ids=np.asarray([f"synthetic-lesions/seed{scfg.seed}/{i:06d}" for i in rows]),
+            images=images,
+            labels=labels,
             class_names=synthetic.LESION_CLASSES,
             description=f"synthetic lesions (seed {scfg.seed}, {split})",
         )
@@ -299,8 +300,8 @@ def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Recor
 def _synthetic_cxr_records(cfg, split: str, sizes: dict, start: int) -> Records:
     """Patients are drawn in split order so the splits are patient-disjoint by design."""
     scfg, ccfg = cfg.synthetic, cfg.chexpert
-    # A patient has ~2.5 images on average; patients are numbered contiguously.
-    patients = {k: max(1, round(v / 2.5)) for k, v in sizes.items()}
+    # Patients are numbered contiguously, split after split.
+    patients = {k: max(1, round(v / synthetic.CXR_IMAGES_PER_PATIENT)) for k, v in sizes.items()}
     first = 1 + sum(patients[s] for s in SPLITS[: SPLITS.index(split)])
     table = synthetic.cxr_images(
         patients[split], size=scfg.size, seed=scfg.seed, split="train", first_patient=first

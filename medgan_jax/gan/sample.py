@@ -24,14 +24,6 @@ from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import make_generate
 from medgan_jax.gan.train import build_models
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The GAN training run.", required=True)
-_NUM = flags.DEFINE_integer("num", 1000, "How many images.")
-_OUT = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/generated).")
-_CLASS = flags.DEFINE_string("class_name", "", "Class to generate (conditional GANs).")
-_SEED = flags.DEFINE_integer("seed", 0, "Latent seed.")
-_STEP = flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = latest.")
-_BATCH = flags.DEFINE_integer("batch_size", 256, "Images generated per device call.")
-
 
 def load_run(workdir: str, step: int = -1):
     """(config, generator, EMA params, EMA batch stats, step) of a training run."""
@@ -102,15 +94,33 @@ def generate_images(
     return manifest
 
 
-def main(argv):
-    del argv
-    parallel.initialize_distributed()
-    out = _OUT.value or os.path.join(_WORKDIR.value, "generated")
-    manifest = generate_images(
-        _WORKDIR.value, _NUM.value, out, _CLASS.value, _SEED.value, _STEP.value, _BATCH.value
-    )
-    print(f"Wrote {manifest['num']} images from step {manifest['checkpoint_step']} to {out}")
+def main() -> None:
+    # Flags are defined only when run as a program, so importing this module is free.
+    workdir = flags.DEFINE_string("workdir", None, "The GAN training run.", required=True)
+    num = flags.DEFINE_integer("num", 1000, "How many images.")
+    out = flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/generated).")
+    class_name = flags.DEFINE_string("class_name", "", "Class to generate (conditional GANs).")
+    seed = flags.DEFINE_integer("seed", 0, "Latent seed.")
+    step = flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = latest.")
+    batch_size = flags.DEFINE_integer("batch_size", 256, "Images generated per device call.")
+
+    def run(argv):
+        del argv
+        parallel.initialize_distributed()
+        folder = out.value or os.path.join(workdir.value, "generated")
+        manifest = generate_images(
+            workdir.value,
+            num.value,
+            folder,
+            class_name.value,
+            seed.value,
+            step.value,
+            batch_size.value,
+        )
+        print(f"Wrote {manifest['num']} images from step {manifest['checkpoint_step']} to {folder}")
+
+    app.run(run)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

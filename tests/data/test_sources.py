@@ -150,3 +150,12 @@ def test_synthetic_sources_have_disjoint_splits():
     train, val = load_split(cfg, "train"), load_split(cfg, "val")
     assert train.multi_label and train.labels.shape[1] == 14
     assert not set(train.patient_ids) & set(val.patient_ids)
+
+
+def test_synthetic_splits_render_only_their_own_images():
+    from medgan_jax.data import synthetic
+
+    images, labels = synthetic.lesion_images(3, size=32, seed=4, first=5)
+    all_images, all_labels = synthetic.lesion_images(8, size=32, seed=4)
+    np.testing.assert_array_equal(images, all_images[5:])
+    np.testing.assert_array_equal(labels, all_labels[5:])
