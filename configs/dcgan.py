@@ -23,6 +23,8 @@ MINORITY_CLASS = {
     "skin_cancer": ("malignant",),
     "covid_xray": ("COVID19",),
     "smoke": ("malignant",),
+    "synthetic_cxr": ("Lung Lesion",),  # images positive for the rare label
+    "chexpert": ("Lung Lesion",),
 }
 
 
@@ -73,8 +75,6 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.checkpoint_every = 500
     config.keep_checkpoints = 3
     config.grid_size = 8  # sample grid is grid_size x grid_size
-    if preset in ("synthetic_cxr", "chexpert"):
-        config.gan.classes = ()
     if preset == "smoke":
         config.data.image_size = 32
         config.gan.update(g_width=8, d_width=8, latent_dim=16)

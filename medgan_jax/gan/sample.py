@@ -21,7 +21,7 @@ from PIL import Image
 
 from medgan_jax import checkpoint, parallel
 from medgan_jax.gan.state import create_state
-from medgan_jax.gan.steps import make_generate
+from medgan_jax.gan.steps import calibration_latents, make_generate
 from medgan_jax.gan.train import build_models
 
 
@@ -39,7 +39,7 @@ def load_run(workdir: str, step: int = -1):
         raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
     abstract = jax.tree.map(checkpoint.ocp.utils.to_shape_dtype_struct, state)
     state = mngr.restore(step, args=checkpoint.ocp.args.StandardRestore(abstract))
-    return config, generator, state.ema_params, state.ema_stats, int(step), class_names
+    return config, generator, state.ema_params, state.g_stats, int(step), class_names
 
 
 def _class_names(workdir: str) -> list[str]:
@@ -65,6 +65,7 @@ def generate_images(
             raise ValueError(f"--class_name='{class_name}'; this GAN knows {class_names}.")
         label = class_names.index(class_name)
     generate = jax.jit(make_generate(generator))
+    calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
     key = jax.random.PRNGKey(seed)
     os.makedirs(out, exist_ok=True)
     files = []
@@ -73,7 +74,8 @@ def generate_images(
         z = jax.random.normal(
             jax.random.fold_in(key, start // batch_size), (batch_size, config.gan.latent_dim)
         )
-        images = generate(params, stats, z, jnp.full((batch_size,), label, jnp.int32))[:n]
+        labels = jnp.full((batch_size,), label, jnp.int32)
+        images = generate(params, stats, *calibration, z, labels)[:n]
         pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
         for i, image in enumerate(pixels):
             name = f"{class_name or 'sample'}_{start + i:06d}.png"

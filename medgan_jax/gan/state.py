@@ -25,8 +25,7 @@ class GANState:
     d_stats: Any
     g_opt: optax.OptState
     d_opt: optax.OptState
-    ema_params: Any
-    ema_stats: Any
+    ema_params: Any  # its BatchNorm statistics are recomputed when sampling
     ada: ada.AdaState
     first_bad_step: jax.Array  # -1 until a loss turns NaN/inf
 
@@ -66,9 +65,8 @@ def create_state(
             d_stats=d_vars.get("batch_stats", {}),
             g_opt=g_tx.init(g_vars["params"]),
             d_opt=d_tx.init(d_vars["params"]),
-            # Copies: donated state leaves must not share buffers.
+            # A copy: donated state leaves must not share buffers.
             ema_params=jax.tree.map(jnp.copy, g_vars["params"]),
-            ema_stats=jax.tree.map(jnp.copy, g_stats),
             ada=ada.AdaState.create(cfg.ada_initial_p),
             first_bad_step=jnp.full((), -1, jnp.int32),
         )

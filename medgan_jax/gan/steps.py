@@ -116,7 +116,10 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
         (g_grads,) = g_pullback(d_fake)
         updates, g_opt = g_tx.update(g_grads, state.g_opt, g_params)
         g_params = optax.apply_updates(g_params, updates)
-        decay = cfg.ema_decay
+        # Warm-up (as tf.train.ExponentialMovingAverage's num_updates): early on the EMA
+        # would otherwise be mostly the random initialisation (0.999^500 = 61%).
+        step = state.step.astype(jnp.float32)
+        decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))
         ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params)
         if cfg.augment == "ada":
             ada_state = ada.maybe_update(
@@ -142,7 +145,6 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
             g_opt=g_opt,
             d_opt=d_opt,
             ema_params=ema,
-            ema_stats=g_stats,
             ada=ada_state,
             first_bad_step=first_bad,
         )
@@ -160,10 +162,31 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
     return train_step
 
 
-def make_generate(generator: nn.Module):
-    """(params, stats, z, labels) -> images with the generator in inference mode."""
+def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
+    """(params, stats, calibration z, labels, z, labels) -> images, generator in inference mode.
 
-    def generate(params, stats, z, labels):
+    The EMA weights never ran forward during training, so the live generator's BatchNorm
+    running statistics do not fit them. Like "precise BN", the statistics are recomputed
+    for the given weights from one large batch of calibration latents (fixed, so images
+    stay deterministic and independent of how many are generated per call).
+    """
+
+    def calibrated_stats(params, stats_like, z, labels):
+        zeros = jax.tree.map(jnp.zeros_like, stats_like)
+        _, new = generator.apply(
+            {"params": params, "batch_stats": zeros}, z, labels, train=True, mutable=["batch_stats"]
+        )
+        # Starting from zeros, one update leaves (1 - momentum) * batch statistic.
+        return jax.tree.map(lambda s: s / (1.0 - bn_momentum), new.get("batch_stats", {}))
+
+    def generate(params, stats_like, calib_z, calib_labels, z, labels):
+        stats = calibrated_stats(params, stats_like, calib_z, calib_labels)
         return generator.apply({"params": params, "batch_stats": stats}, z, labels, train=False)
 
     return generate
+
+
+def calibration_latents(seed: int, latent_dim: int, num_classes: int, num: int = 512):
+    """Fixed latents (and cycling class ids) for BatchNorm calibration of a generator."""
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 7919), (num, latent_dim))
+    return z, jnp.arange(num, dtype=jnp.int32) % max(num_classes, 1)

@@ -14,7 +14,7 @@ from absl import logging
 from medgan_jax import checkpoint, parallel
 from medgan_jax.data import DataError, Records, load_split, pipeline
 from medgan_jax.gan.state import GANState, create_state
-from medgan_jax.gan.steps import make_generate, make_train_step
+from medgan_jax.gan.steps import calibration_latents, make_generate, make_train_step
 from medgan_jax.logging import MetricWriter, Progress, save_image_grid
 from medgan_jax.models import dcgan
 
@@ -147,6 +147,7 @@ class SampleGrid:
         n = config.grid_size**2
         self.z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (n, config.gan.latent_dim))
         self.labels = jnp.arange(n, dtype=jnp.int32) % max(num_classes, 1)
+        self.calibration = calibration_latents(config.seed, config.gan.latent_dim, num_classes)
         self.columns = config.grid_size
         self.scale = max(1, 256 // (config.data.image_size * config.grid_size))
         self.generate = jax.jit(make_generate(generator))
@@ -154,5 +155,7 @@ class SampleGrid:
     def save(self, state: GANState, path: str) -> None:
         if jax.process_index() != 0:
             return
-        images = self.generate(state.ema_params, state.ema_stats, self.z, self.labels)
+        images = self.generate(
+            state.ema_params, state.g_stats, *self.calibration, self.z, self.labels
+        )
         save_image_grid(path, np.asarray(jax.device_get(images)), self.columns, scale=self.scale)

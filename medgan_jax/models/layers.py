@@ -26,24 +26,54 @@ def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
 
 
+def _phase_kernel_3x3(kernel: jax.Array) -> jax.Array:
+    """[4, 4, C_in, C_out] -> [3, 3, C_in, 4 * C_out]: all four phases as one 3x3 kernel.
+
+    Phase (a, b) reads the 2x2 window at offset (a, b) of each 3x3 neighbourhood; the
+    other taps of its slice are zero.
+    """
+    zero = jnp.zeros_like(kernel[0, 0])
+    rows = []
+    for dy in range(3):
+        cols = []
+        for dx in range(3):
+            phases = []
+            for a in (0, 1):
+                for b in (0, 1):
+                    ty, tx = dy - a, dx - b
+                    inside = 0 <= ty < 2 and 0 <= tx < 2
+                    phases.append(
+                        kernel[_PHASE_TAPS[a][ty], _PHASE_TAPS[b][tx]] if inside else zero
+                    )
+            cols.append(jnp.concatenate(phases, axis=-1))
+        rows.append(jnp.stack(cols))
+    return jnp.stack(rows)
+
+
 def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Exactly PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1) on NHWC input.
 
     `kernel` is [4, 4, C_in, C_out]. Each of the four output phases is a plain 2x2
     convolution of the (one-sided padded) input with the taps that feed it, then the
-    phases are interleaved (depth-to-space). Same FLOPs as the transposed convolution,
-    but only forward convolutions, whose gradients XLA:CPU handles ~30x faster than
-    those of lhs-dilated (transposed) convolutions.
+    phases are interleaved (depth-to-space): only forward convolutions, whose gradients
+    XLA:CPU handles far faster than those of lhs-dilated (transposed) convolutions.
+    For few output channels (the RGB/gray output layer) one 3x3 convolution to
+    4 * C_out channels is faster still (2.25x the FLOPs, one pass over memory: 4x
+    faster forward and backward for 64 -> 3 channels at 32x32 on XLA:CPU).
     """
+    dims = ("NHWC", "HWIO", "NHWC")
+    if kernel.shape[-1] <= 16:
+        y = jax.lax.conv_general_dilated(
+            x, _phase_kernel_3x3(kernel), (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims
+        )
+        return depth_to_space(y)
     phases = []
     for a in (0, 1):
         for b in (0, 1):
             taps = kernel[jnp.asarray(_PHASE_TAPS[a])][:, jnp.asarray(_PHASE_TAPS[b])]
             padded = jnp.pad(x, ((0, 0), (1 - a, a), (1 - b, b), (0, 0)))
             phases.append(
-                jax.lax.conv_general_dilated(
-                    padded, taps, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-                )
+                jax.lax.conv_general_dilated(padded, taps, (1, 1), "VALID", dimension_numbers=dims)
             )
     return depth_to_space(jnp.concatenate(phases, axis=-1))
 

@@ -92,3 +92,31 @@ def test_generation_is_deterministic(uninterrupted, tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["files"] == first["files"]
     assert load("a", first["files"][0]).shape == (32, 32, 3)
+
+
+def test_wgan_gp_with_two_critic_steps_and_ada(tmp_path):
+    config = smoke(num_steps=4, log_every=4, sample_every=4, checkpoint_every=4)
+    config.gan.update(loss="wgan", gp_weight=10.0, drift=0.001, n_critic=2, augment="ada")
+    # p rises by batch * n_critic * interval / (adjust_kimg * 1000) = 16*2*4/512 = 0.25
+    # at step 4 when r_t > target (always, for target -2).
+    config.gan.update(ada_target=-2.0, ada_interval=4, ada_adjust_kimg=0.512)
+    train.train_and_evaluate(config, str(tmp_path))
+    (row,) = read_metrics(tmp_path)
+    assert row["ada_p"] == pytest.approx(0.25)
+    assert np.isfinite(row["d_loss"]) and np.isfinite(row["g_loss"])
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "acgan"])
+def test_class_conditional_training_and_generation(conditioning, tmp_path):
+    config = smoke(num_steps=2, log_every=2, sample_every=2, checkpoint_every=2)
+    config.gan.update(classes=(), conditional=conditioning)
+    train.train_and_evaluate(config, str(tmp_path))
+    assert json.loads((tmp_path / "classes.json").read_text()) == ["benign", "malignant"]
+    benign = sample.generate_images(str(tmp_path), 2, str(tmp_path / "b"), "benign", batch_size=2)
+    malignant = sample.generate_images(
+        str(tmp_path), 2, str(tmp_path / "m"), "malignant", batch_size=2
+    )
+    first = lambda m, d: np.asarray(Image.open(tmp_path / d / m["files"][0]))
+    assert not np.array_equal(first(benign, "b"), first(malignant, "m"))  # same z, other class
+    with pytest.raises(ValueError, match="--class_name='nevus'; this GAN knows"):
+        sample.generate_images(str(tmp_path), 1, str(tmp_path / "x"), "nevus")

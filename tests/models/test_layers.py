@@ -22,11 +22,12 @@ def transposed_conv_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y[:, 1:-1, 1:-1]
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (1, 5, 7, 2)])
-def test_subpixel_equals_transposed_convolution(shape):
+@pytest.mark.parametrize("shape, c_out", [((2, 4, 4, 3), 5), ((1, 5, 7, 2), 24)])
+def test_subpixel_equals_transposed_convolution(shape, c_out):
+    # c_out 5 takes the one-3x3-conv path, 24 the four-2x2-convs path.
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(np.float32)
-    w = rng.normal(size=(4, 4, shape[-1], 5)).astype(np.float32)
+    w = rng.normal(size=(4, 4, shape[-1], c_out)).astype(np.float32)
     out = np.asarray(layers.subpixel_conv_transpose(jnp.asarray(x), jnp.asarray(w)))
     np.testing.assert_allclose(out, transposed_conv_reference(x, w), atol=1e-4)
     # ...and equals XLA's own transposed convolution (PyTorch semantics: flipped kernel).
