@@ -840,17 +840,23 @@ def _window(q: dict[str, np.ndarray], b: np.ndarray, noise: np.ndarray) -> np.nd
     return _blur3(b, _col(q["blur"]))
 
 
-def _render_cxr_frontal(
-    q: dict[str, np.ndarray], f: np.ndarray, noise: np.ndarray, size: int
-) -> np.ndarray:
-    """PA/AP chest radiographs [B, H, W] in [0, 1]; f holds 4 coarse + 1 fine fields."""
-    n = len(q["scale"])
+def _view_coords(q: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, ...]:
+    """Patient coordinates X, Y [B, H, W] after each image's rotation, shift and zoom,
+    and the size of one pixel in them."""
     x, y = _coords(size)
     c, s = _col(np.cos(q["rot"])), _col(np.sin(q["rot"]))
     xs, ys = x - _col(q["tx"]), y - _col(q["ty"])
     X = (xs * c + ys * s) / _col(q["scale"])
     Y = (ys * c - xs * s) / _col(q["scale"])
-    px = 2.0 / size / _col(q["scale"])
+    return X, Y, 2.0 / size / _col(q["scale"])
+
+
+def _render_cxr_frontal(
+    q: dict[str, np.ndarray], f: np.ndarray, noise: np.ndarray, size: int
+) -> np.ndarray:
+    """PA/AP chest radiographs [B, H, W] in [0, 1]; f holds 4 coarse + 1 fine fields."""
+    n = len(q["scale"])
+    X, Y, px = _view_coords(q, size)
     ax = np.abs(X)
     right = X >= 0  # image right = patient's left
 
@@ -1098,12 +1104,7 @@ def _render_cxr_lateral(
 ) -> np.ndarray:
     """Lateral chest radiographs (anterior to the image left) [B, H, W] in [0, 1]."""
     n = len(q["scale"])
-    x, y = _coords(size)
-    c, s = _col(np.cos(q["rot"])), _col(np.sin(q["rot"]))
-    xs, ys = x - _col(q["tx"]), y - _col(q["ty"])
-    X = (xs * c + ys * s) / _col(q["scale"])
-    Y = (ys * c - xs * s) / _col(q["scale"])
-    px = 2.0 / size / _col(q["scale"])
+    X, Y, px = _view_coords(q, size)
 
     cd = _col(q["chest_depth"])
     half = cd * (1.0 - 0.25 * _smoothstep(-0.7, -1.0, Y))

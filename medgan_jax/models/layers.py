@@ -94,33 +94,30 @@ def strided_conv4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
-class UpConv(nn.Module):
+class _Conv4x4(nn.Module):
+    """A 4x4-kernel layer computed by `op` (kernel [4, 4, C_in, features])."""
+
+    features: int
+    use_bias: bool = False
+    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    op = staticmethod(strided_conv4x4)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+        y = self.op(x, kernel.astype(x.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class UpConv(_Conv4x4):
     """2x upsampling layer with a 4x4 transposed-conv kernel (DCGAN's ConvTranspose)."""
 
-    features: int
-    use_bias: bool = False
-    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-        y = subpixel_conv_transpose(x, kernel.astype(x.dtype))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
+    op = staticmethod(subpixel_conv_transpose)
 
 
-class DownConv(nn.Module):
+class DownConv(_Conv4x4):
     """2x downsampling 4x4 conv, stride 2, padding 1 (DCGAN's discriminator conv)."""
 
-    features: int
-    use_bias: bool = False
-    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-        y = strided_conv4x4(x, kernel.astype(x.dtype))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-        return y
+    op = staticmethod(strided_conv4x4)
