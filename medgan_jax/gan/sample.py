@@ -64,8 +64,9 @@ def generate_images(
         if class_name not in class_names:
             raise ValueError(f"--class_name='{class_name}'; this GAN knows {class_names}.")
         label = class_names.index(class_name)
-    generate = jax.jit(make_generate(generator))
+    calibrate, generate = map(jax.jit, make_generate(generator))
     calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
+    stats = calibrate(params, stats, *calibration)
     key = jax.random.PRNGKey(seed)
     os.makedirs(out, exist_ok=True)
     files = []
@@ -75,7 +76,7 @@ def generate_images(
             jax.random.fold_in(key, start // batch_size), (batch_size, config.gan.latent_dim)
         )
         labels = jnp.full((batch_size,), label, jnp.int32)
-        images = generate(params, stats, *calibration, z, labels)[:n]
+        images = generate(params, stats, z, labels)[:n]
         pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
         for i, image in enumerate(pixels):
             name = f"{class_name or 'sample'}_{start + i:06d}.png"

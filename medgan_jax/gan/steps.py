@@ -163,15 +163,16 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
 
 
 def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
-    """(params, stats, calibration z, labels, z, labels) -> images, generator in inference mode.
+    """(calibrate, generate): BatchNorm statistics for given weights, and inference.
 
     The EMA weights never ran forward during training, so the live generator's BatchNorm
-    running statistics do not fit them. Like "precise BN", the statistics are recomputed
-    for the given weights from one large batch of calibration latents (fixed, so images
-    stay deterministic and independent of how many are generated per call).
+    running statistics do not fit them. Like "precise BN", `calibrate(params, stats_like,
+    z, labels)` recomputes them from one large batch of fixed calibration latents, so
+    images stay deterministic and independent of how many are generated per call;
+    `generate(params, stats, z, labels)` then runs the generator in inference mode.
     """
 
-    def calibrated_stats(params, stats_like, z, labels):
+    def calibrate(params, stats_like, z, labels):
         zeros = jax.tree.map(jnp.zeros_like, stats_like)
         _, new = generator.apply(
             {"params": params, "batch_stats": zeros}, z, labels, train=True, mutable=["batch_stats"]
@@ -179,11 +180,10 @@ def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
         # Starting from zeros, one update leaves (1 - momentum) * batch statistic.
         return jax.tree.map(lambda s: s / (1.0 - bn_momentum), new.get("batch_stats", {}))
 
-    def generate(params, stats_like, calib_z, calib_labels, z, labels):
-        stats = calibrated_stats(params, stats_like, calib_z, calib_labels)
+    def generate(params, stats, z, labels):
         return generator.apply({"params": params, "batch_stats": stats}, z, labels, train=False)
 
-    return generate
+    return calibrate, generate
 
 
 def calibration_latents(seed: int, latent_dim: int, num_classes: int, num: int = 512):

@@ -150,12 +150,11 @@ class SampleGrid:
         self.calibration = calibration_latents(config.seed, config.gan.latent_dim, num_classes)
         self.columns = config.grid_size
         self.scale = max(1, 256 // (config.data.image_size * config.grid_size))
-        self.generate = jax.jit(make_generate(generator))
+        self.calibrate, self.generate = map(jax.jit, make_generate(generator))
 
     def save(self, state: GANState, path: str) -> None:
         if jax.process_index() != 0:
             return
-        images = self.generate(
-            state.ema_params, state.g_stats, *self.calibration, self.z, self.labels
-        )
+        stats = self.calibrate(state.ema_params, state.g_stats, *self.calibration)
+        images = self.generate(state.ema_params, stats, self.z, self.labels)
         save_image_grid(path, np.asarray(jax.device_get(images)), self.columns, scale=self.scale)
