@@ -122,18 +122,20 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
     Alpha is dropped; RGB -> gray uses ITU-R BT.601 luma, gray -> RGB repeats.
     """
-    is_colour = tf.shape(image)[-1] >= 3
-    if channels == 1:
-        return tf.cond(
-            is_colour,
-            lambda: tf.image.rgb_to_grayscale(image[..., :3]),
-            lambda: image[..., :1],
-        )
-    if channels == 3:
-        return tf.cond(
-            is_colour, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3])
-        )
-    raise DataError(f"config.data.channels={channels}; expected 1 or 3.")
+    if channels not in (1, 3):
+        raise DataError(f"config.data.channels={channels}; expected 1 or 3.")
+
+    def colour():
+        rgb = image[..., :3]
+        return tf.image.rgb_to_grayscale(rgb) if channels == 1 else rgb
+
+    def gray():
+        return image[..., :1] if channels == 1 else tf.tile(image[..., :1], [1, 1, 3])
+
+    known = image.shape[-1]  # in-memory arrays have a static channel count, files do not
+    if known is not None:
+        return colour() if known >= 3 else gray()
+    return tf.cond(tf.shape(image)[-1] >= 3, colour, gray)
 
 
 def _resize_to(image: tf.Tensor, height, width, method: str) -> tf.Tensor:

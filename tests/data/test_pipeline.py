@@ -207,3 +207,15 @@ def test_undecodable_image_error_names_the_file(folder_root, folder_config):
     ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=False)
     with pytest.raises(DataError, match=r"Decoding an image of folder .* failed.*garbled.jpg"):
         list(pipeline.host_batches(ds, records))
+
+
+@pytest.mark.parametrize("kind, channels", [("cxr", 1), ("cxr", 3), ("lesions", 1), ("lesions", 3)])
+def test_in_memory_sources_convert_channels(kind, channels):
+    cfg = data_config("smoke")
+    cfg.synthetic.update(kind=kind, num_train=24, num_val=4, num_test=4)
+    cfg.channels = channels
+    records = load_split(cfg, "train")
+    (batch,) = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True), 1)
+    assert batch["image"].shape == (8, 32, 32, channels)
+    if kind == "cxr" and channels == 3:  # gray repeated into RGB
+        np.testing.assert_array_equal(batch["image"][..., 0], batch["image"][..., 2])
