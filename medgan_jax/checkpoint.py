@@ -20,18 +20,19 @@ def manager(workdir: str | os.PathLike, save_every: int, keep: int) -> ocp.Check
     )
 
 
-def restore_latest(mngr: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
-    """(restored state, its step), or (`state`, 0) when there is no checkpoint yet.
+def restore(mngr: ocp.CheckpointManager, step: int, state: Any) -> Any:
+    """The checkpoint of `step`, restored into the structure, dtypes and shardings of `state`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
 
-    `state` gives the structure, dtypes and shardings to restore into.
-    """
+
+def restore_latest(mngr: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
+    """(restored state, its step), or (`state`, 0) when there is no checkpoint yet."""
     step = mngr.latest_step()
     if step is None:
         return state, 0
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
     logging.info("Resumed from %s at step %d.", mngr.directory, step)
-    return restored, int(step)
+    return restore(mngr, step, state), int(step)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:

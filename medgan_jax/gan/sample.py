@@ -23,6 +23,7 @@ from medgan_jax import checkpoint, parallel
 from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import calibration_latents, make_generate
 from medgan_jax.gan.train import build_models
+from medgan_jax.logging import to_uint8
 
 
 def load_run(workdir: str, step: int = -1):
@@ -37,8 +38,7 @@ def load_run(workdir: str, step: int = -1):
     step = mngr.latest_step() if step < 0 else step
     if step is None:
         raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
-    abstract = jax.tree.map(checkpoint.ocp.utils.to_shape_dtype_struct, state)
-    state = mngr.restore(step, args=checkpoint.ocp.args.StandardRestore(abstract))
+    state = checkpoint.restore(mngr, step, state)
     return config, generator, state.ema_params, state.g_stats, int(step), class_names
 
 
@@ -77,8 +77,7 @@ def generate_images(
         )
         labels = jnp.full((batch_size,), label, jnp.int32)
         images = generate(params, stats, z, labels)[:n]
-        pixels = np.clip(np.round((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
-        for i, image in enumerate(pixels):
+        for i, image in enumerate(to_uint8(np.asarray(images))):
             name = f"{class_name or 'sample'}_{start + i:06d}.png"
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
                 os.path.join(out, name)

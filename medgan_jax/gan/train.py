@@ -119,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     )
     writer = MetricWriter(workdir, enabled=is_main)
     progress = Progress(config.num_steps, images_per_step, start)
-    grid = SampleGrid(config, generator, records.num_classes, mesh)
+    grid = SampleGrid(config, generator, records.num_classes)
     metrics = {}
     for step in range(start + 1, config.num_steps + 1):
         state, metrics = step_fn(state, next(batches))
@@ -143,7 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 class SampleGrid:
     """Images from a fixed latent (and cycling class ids) with the EMA generator."""
 
-    def __init__(self, config, generator, num_classes: int, mesh):
+    def __init__(self, config, generator, num_classes: int):
         n = config.grid_size**2
         self.z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (n, config.gan.latent_dim))
         self.labels = jnp.arange(n, dtype=jnp.int32) % max(num_classes, 1)
