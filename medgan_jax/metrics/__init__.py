@@ -1,0 +1,1 @@
+"""Pure metric functions on arrays, each tested against an independent reference."""
