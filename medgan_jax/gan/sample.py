@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -34,18 +35,60 @@ def load_run(workdir: str, step: int = -1):
     generator, discriminator = build_models(config, len(class_names))
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
     state = create_state(generator, discriminator, config.gan, image_shape, config.seed)
-    mngr = checkpoint.manager(workdir, 1, None)
-    step = mngr.latest_step() if step < 0 else step
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
-    state = checkpoint.restore(mngr, step, state)
+    step = resolve_step(workdir, step)
+    state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
     return config, generator, state.ema_params, state.g_stats, int(step), class_names
+
+
+def resolve_step(workdir: str, step: int = -1) -> int:
+    """`step`, or the latest checkpoint step of the run when `step` < 0."""
+    if step < 0:
+        step = checkpoint.manager(workdir, 1, None).latest_step()
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
+    return int(step)
 
 
 def _class_names(workdir: str) -> list[str]:
     """Class names in label order, as written by the training run."""
     with open(os.path.join(workdir, "classes.json")) as f:
         return json.load(f)
+
+
+def sample_batches(
+    workdir: str,
+    num: int,
+    class_name: str = "",
+    seed: int = 0,
+    step: int = -1,
+    batch_size: int = 256,
+) -> Iterator[np.ndarray]:
+    """Yields `num` images in [-1, 1] from a run's EMA generator, `batch_size` at a time.
+
+    Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
+    batch size.
+    """
+    config, generator, params, stats, _, class_names = load_run(workdir, step)
+    label = 0
+    if config.gan.conditional:
+        if class_name not in class_names:
+            raise ValueError(f"class_name='{class_name}'; this GAN knows {class_names}.")
+        label = class_names.index(class_name)
+    calibrate, generate = map(jax.jit, make_generate(generator))
+    calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
+    stats = calibrate(params, stats, *calibration)
+    latents = jax.jit(_latents, static_argnums=(2, 3))
+    key = jax.random.PRNGKey(seed)
+    labels = jnp.full((batch_size,), label, jnp.int32)
+    for start in range(0, num, batch_size):
+        z = latents(key, start, batch_size, config.gan.latent_dim)
+        yield np.asarray(generate(params, stats, z, labels))[: min(batch_size, num - start)]
+
+
+def _latents(key: jax.Array, start: int, batch_size: int, latent_dim: int) -> jax.Array:
+    indices = start + jnp.arange(batch_size)
+    draw = lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,))
+    return jax.vmap(draw)(indices)
 
 
 def generate_images(
@@ -58,27 +101,13 @@ def generate_images(
     batch_size: int = 256,
 ) -> dict:
     """Writes `num` PNGs and manifest.json to `out`; returns the manifest."""
-    config, generator, params, stats, step, class_names = load_run(workdir, step)
-    label = 0
-    if config.gan.conditional:
-        if class_name not in class_names:
-            raise ValueError(f"--class_name='{class_name}'; this GAN knows {class_names}.")
-        label = class_names.index(class_name)
-    calibrate, generate = map(jax.jit, make_generate(generator))
-    calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
-    stats = calibrate(params, stats, *calibration)
-    key = jax.random.PRNGKey(seed)
+    step, class_names = resolve_step(workdir, step), _class_names(workdir)
     os.makedirs(out, exist_ok=True)
     files = []
-    for start in range(0, num, batch_size):
-        n = min(batch_size, num - start)
-        z = jax.random.normal(
-            jax.random.fold_in(key, start // batch_size), (batch_size, config.gan.latent_dim)
-        )
-        labels = jnp.full((batch_size,), label, jnp.int32)
-        images = generate(params, stats, z, labels)[:n]
-        for i, image in enumerate(to_uint8(np.asarray(images))):
-            name = f"{class_name or 'sample'}_{start + i:06d}.png"
+    batches = sample_batches(workdir, num, class_name, seed, step, batch_size)
+    for images in batches:
+        for image in to_uint8(images):
+            name = f"{class_name or 'sample'}_{len(files):06d}.png"
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
                 os.path.join(out, name)
             )

@@ -92,6 +92,14 @@ def test_generation_is_deterministic(uninterrupted, tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["files"] == first["files"]
     assert load("a", first["files"][0]).shape == (32, 32, 3)
+    # Image i comes from latent i whatever the batch size.
+    by_two = np.concatenate(
+        list(sample.sample_batches(str(uninterrupted), 5, seed=3, batch_size=2))
+    )
+    by_eight = np.concatenate(
+        list(sample.sample_batches(str(uninterrupted), 5, seed=3, batch_size=8))
+    )
+    np.testing.assert_allclose(by_two, by_eight, atol=1e-5)
 
 
 def test_wgan_gp_with_two_critic_steps_and_ada(tmp_path):
@@ -118,5 +126,5 @@ def test_class_conditional_training_and_generation(conditioning, tmp_path):
     )
     first = lambda m, d: np.asarray(Image.open(tmp_path / d / m["files"][0]))
     assert not np.array_equal(first(benign, "b"), first(malignant, "m"))  # same z, other class
-    with pytest.raises(ValueError, match="--class_name='nevus'; this GAN knows"):
+    with pytest.raises(ValueError, match="class_name='nevus'; this GAN knows"):
         sample.generate_images(str(tmp_path), 1, str(tmp_path / "x"), "nevus")
