@@ -103,6 +103,55 @@ def _block_min(
     return jnp.where(better, block_d, best_d), jnp.where(better, r_index[block_best], best_i)
 
 
+def training_reference_distances(
+    training: np.ndarray,
+    *,
+    reference_sample: int = 2000,
+    seed: int = 0,
+    mesh: Mesh | None = None,
+) -> np.ndarray:
+    """Leave-one-out nearest-neighbour distances of up to `reference_sample` random
+    training rows (against all training rows): how close training images are to each
+    other, the yardstick for generated images."""
+    training = _as_rows(training, "training")
+    if len(training) < 2:
+        raise ValueError("The memorisation audit needs at least 2 training images.")
+    sample = np.random.default_rng(seed).permutation(len(training))[:reference_sample]
+    reordered = np.concatenate([training[sample], np.delete(training, sample, axis=0)])
+    distances, _ = nearest_neighbours(
+        reordered[: len(sample)], reordered, exclude_same_index=True, mesh=mesh
+    )
+    return distances
+
+
+def audit_summary(
+    nearest_distance: np.ndarray,
+    training_nn_distance: np.ndarray,
+    *,
+    quantile: float = 0.5,
+    copy_tolerance: float = 1e-3,
+) -> dict:
+    """Fraction of generated images closer to the training set than the `quantile` of
+    training images' own nearest-neighbour distances, exact copies, and quantiles."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile={quantile} must be in (0, 1).")
+    threshold = float(np.quantile(training_nn_distance, quantile))
+    qs = (0.0, 0.01, 0.05, 0.25, 0.5)
+    return {
+        "threshold": threshold,
+        "threshold_quantile": quantile,
+        "fraction_closer_than_threshold": float(np.mean(nearest_distance < threshold)),
+        "num_copies": int(np.sum(nearest_distance <= copy_tolerance)),
+        "num_generated": int(len(nearest_distance)),
+        "generated_nn_distance_quantiles": {
+            str(q): float(np.quantile(nearest_distance, q)) for q in qs
+        },
+        "training_nn_distance_quantiles": {
+            str(q): float(np.quantile(training_nn_distance, q)) for q in qs
+        },
+    }
+
+
 def audit_space(
     generated: np.ndarray,
     training: np.ndarray,
@@ -114,51 +163,22 @@ def audit_space(
     rms: bool = False,
     mesh: Mesh | None = None,
 ) -> dict:
-    """Nearest-training-image distances of generated rows and how they compare with
-    training rows' leave-one-out nearest-neighbour distances (a random sample of
-    `reference_sample` training rows keeps this affordable on large datasets)."""
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile={quantile} must be in (0, 1).")
-    generated, training = _as_rows(generated, "generated"), _as_rows(training, "training")
-    if len(training) < 2:
-        raise ValueError("The memorisation audit needs at least 2 training images.")
+    """The whole audit for sets held in memory: summary plus per-image nearest
+    training index and distance, and generated indices from closest to farthest."""
+    generated = _as_rows(generated, "generated")
     scale = 1 / np.sqrt(generated.shape[1]) if rms else 1.0
-    gen_d, gen_i = nearest_neighbours(generated, training, mesh=mesh)
-    sample = np.random.default_rng(seed).permutation(len(training))[:reference_sample]
-    reordered = np.concatenate([training[sample], np.delete(training, sample, axis=0)])
-    train_d, _ = nearest_neighbours(
-        reordered[: len(sample)], reordered, exclude_same_index=True, mesh=mesh
+    distance, index = nearest_neighbours(generated, training, mesh=mesh)
+    reference = training_reference_distances(
+        training, reference_sample=reference_sample, seed=seed, mesh=mesh
     )
-    gen_d, train_d = gen_d * scale, train_d * scale
-    threshold = float(np.quantile(train_d, quantile))
-    order = np.argsort(gen_d, kind="stable")
+    summary = audit_summary(
+        distance * scale, reference * scale, quantile=quantile, copy_tolerance=copy_tolerance
+    )
     return {
-        "nearest_distance": gen_d,
-        "nearest_index": gen_i,
-        "training_nn_distance": train_d,
-        "threshold": threshold,
-        "threshold_quantile": quantile,
-        "fraction_closer_than_threshold": float(np.mean(gen_d < threshold)),
-        "num_copies": int(np.sum(gen_d <= copy_tolerance)),
-        "closest_order": order,
-    }
-
-
-def summarise_audit(audit: dict) -> dict:
-    """The JSON-serialisable part of `audit_space`'s result: counts and quantiles."""
-    qs = (0.0, 0.01, 0.05, 0.25, 0.5)
-    return {
-        "threshold": audit["threshold"],
-        "threshold_quantile": audit["threshold_quantile"],
-        "fraction_closer_than_threshold": audit["fraction_closer_than_threshold"],
-        "num_copies": audit["num_copies"],
-        "num_generated": int(len(audit["nearest_distance"])),
-        "generated_nn_distance_quantiles": {
-            str(q): float(np.quantile(audit["nearest_distance"], q)) for q in qs
-        },
-        "training_nn_distance_quantiles": {
-            str(q): float(np.quantile(audit["training_nn_distance"], q)) for q in qs
-        },
+        **summary,
+        "nearest_distance": distance * scale,
+        "nearest_index": index,
+        "closest_order": np.argsort(distance, kind="stable"),
     }
 
 
