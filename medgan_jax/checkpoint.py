@@ -10,14 +10,14 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 
-def manager(workdir: str | os.PathLike, save_every: int, keep: int) -> ocp.CheckpointManager:
-    """A CheckpointManager over `workdir/checkpoints`."""
+def manager(
+    workdir: str | os.PathLike, save_every: int, keep: int, subdir: str = "checkpoints"
+) -> ocp.CheckpointManager:
+    """A CheckpointManager over `workdir/subdir`."""
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every, max_to_keep=keep, create=True
     )
-    return ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")), options=options
-    )
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, subdir)), options=options)
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, state: Any) -> Any:
@@ -38,3 +38,8 @@ def restore_latest(mngr: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
     return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def restore_raw(mngr: ocp.CheckpointManager, step: int) -> Any:
+    """The checkpoint of `step` as saved (nested dicts of arrays), without a target."""
+    return mngr.restore(step, args=ocp.args.StandardRestore())

@@ -22,7 +22,7 @@ macro averages are over the classes where the metric is defined (as scikit-learn
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -757,4 +757,22 @@ def delong_test(
         "ci_low": diff - q * se,
         "ci_high": diff + q * se,
         "confidence": float(confidence),
+    }
+
+
+HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
+
+
+def headline_metrics(report: Mapping[str, Any]) -> dict[str, float | None]:
+    """The same few numbers from any task's `classification_report` (macro for
+    multi-class and multi-label; None where the task has no such metric)."""
+    if report["task"] == "binary":
+        return {k: report.get(k) for k in HEADLINE}
+    macro = report["macro"]
+    auc = report.get("roc_auc_macro_ovr", report.get("roc_auc_macro"))
+    return {
+        "accuracy": report.get("accuracy"),
+        "balanced_accuracy": report.get("balanced_accuracy"),
+        "roc_auc": auc,
+        **{k: macro.get(k) for k in ("sensitivity", "specificity", "f1")},
     }

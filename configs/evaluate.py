@@ -1,0 +1,60 @@
+"""Evaluation of generated images (IS, FID, KID, MS-SSIM diversity, memorisation) and of
+classifiers (metrics with bootstrap CIs, DeLong's test), written to --workdir.
+
+Run (after train_gan.py and train_classifier.py with their synthetic_lesions presets):
+  python evaluate.py --config=configs/evaluate.py:synthetic_lesions --workdir=runs/eval
+It writes metrics.json, report.md (also printed), roc.png and, per generated set,
+NAME/sample_grid.png (generated above, real below) and NAME/closest_pairs.png (each
+generated image above its nearest training image).
+
+Feature network for IS/FID/KID: `classifier` (a train_classifier.py run; the domain
+"classifier score", works offline) or `inception` (Inception-v3 with ImageNet weights
+from a local Keras file, e.g. inception_v3_weights_tf_dim_ordering_tf_kernels.h5;
+nothing is downloaded). Add sets on the command line, e.g.
+  --config.generated.pggan.gan_workdir=runs/pggan --config.generated.pggan.class_name=...
+"""
+
+import ml_collections
+
+
+def generated_set(gan_workdir: str, class_name: str = "", num: int = 1000, folder: str = ""):
+    """One set of generated images: sampled from a GAN run, or read from `folder`."""
+    return ml_collections.ConfigDict(
+        dict(
+            gan_workdir=gan_workdir, class_name=class_name, num=num, seed=0, step=-1, folder=folder
+        )
+    )
+
+
+def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.num_devices = 0  # 0 = all
+    config.batch_size = 64  # images per feature-network call (a multiple of the devices)
+    config.features = ml_collections.ConfigDict(
+        dict(network="classifier", classifier_workdir="runs/clf", inception_weights="")
+    )
+    # name -> generated_set(...); real images come from the GAN run's own data.
+    config.generated = ml_collections.ConfigDict()
+    config.reference_split = "train"  # real images for FID/KID/IS: 'train' (the GAN's) or 'test'
+    config.max_real = 10000
+    config.is_splits = 10
+    config.kid_subsets = 100
+    config.kid_subset_size = 1000
+    config.memorization = ml_collections.ConfigDict(
+        dict(quantile=0.5, copy_tolerance=1e-3, reference_sample=2000, num_pairs=16)
+    )
+    # name -> train_classifier.py workdir (or its test_predictions.npz); the first is the
+    # baseline every other run is tested against with DeLong's test.
+    config.classifiers = ml_collections.ConfigDict()
+    config.bootstrap = ml_collections.ConfigDict(dict(n_resamples=1000, confidence=0.95, seed=0))
+    if preset == "synthetic_lesions":
+        config.generated.dcgan = generated_set("runs/dcgan", "malignant")
+        config.classifiers.real_only = "runs/clf"
+    elif preset == "smoke":
+        config.batch_size = 16
+        config.kid_subsets = 10
+        config.bootstrap.n_resamples = 100
+    else:
+        raise ValueError(f"Unknown preset '{preset}'; expected synthetic_lesions or smoke.")
+    return config

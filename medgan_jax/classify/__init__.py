@@ -1,0 +1,1 @@
+"""Classifier training: state, jit steps, synthetic-image mixing, early stopping."""

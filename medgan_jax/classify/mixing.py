@@ -1,0 +1,177 @@
+"""Mixing synthetic images into the classifier's training set (never validation or test).
+
+The synthetic images come from a folder written by `medgan_jax.gan.sample` (with its
+manifest.json) or are sampled now from a GAN run into workdir/synthetic/. The amount is
+a count ("1000"), a percentage of the real training set ("10%"), or "balance" (top the
+conditioning class up to the largest class's count). Each synthetic image gets the GAN's
+conditioning class as a hard label; for multi-label data that label is positive and
+the others are masked out (unknown), not claimed negative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from medgan_jax.data.records import DataError, Records
+
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+def synthetic_count(amount: str, real: Records, class_name: str) -> int:
+    """How many synthetic images `amount` asks for, given the real training set."""
+    amount = str(amount).strip()
+    if amount in ("", "0"):
+        return 0
+    if amount == "balance":
+        counts = real.class_counts()
+        return max(0, max(counts.values()) - counts[class_name])
+    if amount.endswith("%"):
+        return int(round(float(amount[:-1]) / 100 * len(real)))
+    try:
+        count = int(amount)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(
+            f"config.synthetic.amount='{amount}'; expected a count ('1000'), a percentage of "
+            "the real training set ('10%') or 'balance'."
+        )
+    return count
+
+
+def synthetic_records(
+    cfg: ml_collections.ConfigDict, real: Records, workdir: str, image_size: int
+) -> Records | None:
+    """The synthetic training images `cfg` (config.synthetic) asks for, labelled."""
+    if cfg.class_name not in real.class_names:
+        raise DataError(
+            f"config.synthetic.class_name='{cfg.class_name}'; the data has classes "
+            f"{list(real.class_names)}."
+        )
+    count = synthetic_count(cfg.amount, real, cfg.class_name)
+    if count == 0:
+        return None
+    folder = cfg.folder or _sample_from_gan(cfg, count, workdir)
+    names = _folder_files(folder)
+    if len(names) < count:
+        raise DataError(
+            f"config.synthetic asks for {count} images but {folder} holds {len(names)}; "
+            "generate more with python -m medgan_jax.gan.sample."
+        )
+    names = names[:count]
+    paths = np.asarray([os.path.abspath(os.path.join(folder, n)) for n in names])
+    ids = np.asarray([SYNTHETIC_PREFIX + os.path.join(os.path.basename(folder), n) for n in names])
+    k = real.class_names.index(cfg.class_name)
+    if real.multi_label:
+        labels = np.zeros((count, real.num_classes), np.float32)
+        labels[:, k] = 1.0
+        mask = np.zeros_like(labels)
+        mask[:, k] = 1.0
+    else:
+        labels, mask = np.full(count, k, np.int32), None
+    records = Records(
+        ids=ids,
+        labels=labels,
+        class_names=real.class_names,
+        paths=paths,
+        label_mask=mask,
+        patient_ids=None if real.patient_ids is None else np.full(count, "synthetic"),
+        description=f"{count} synthetic '{cfg.class_name}' images from {folder}",
+    )
+    if real.images is not None:  # real images are held in memory: hold these too
+        records = _load_into_memory(records, real.images.shape[1:], real.images.dtype)
+    logging.info("Mixing in %s.", records.description)
+    return records
+
+
+def mix(real: Records, synthetic: Records | None) -> Records:
+    """Real training records followed by the synthetic ones."""
+    if synthetic is None:
+        return real
+    if (real.images is None) != (synthetic.images is None):
+        raise ValueError("Real and synthetic records must both be files or both in memory.")
+
+    def cat(a, b):
+        return None if a is None else np.concatenate([a, b])
+
+    mask = real.label_mask
+    if real.multi_label and (mask is not None or synthetic.label_mask is not None):
+        ones = lambda r: np.ones_like(r.labels) if r.label_mask is None else r.label_mask
+        mask = np.concatenate([ones(real), ones(synthetic)])
+    return dataclasses.replace(
+        real,
+        ids=cat(real.ids, synthetic.ids),
+        labels=cat(real.labels, synthetic.labels),
+        paths=cat(real.paths, synthetic.paths),
+        images=cat(real.images, synthetic.images),
+        label_mask=mask,
+        patient_ids=cat(real.patient_ids, synthetic.patient_ids),
+        description=f"{real.description} + {synthetic.description}",
+    )
+
+
+def is_synthetic(records: Records) -> np.ndarray:
+    """bool [N]: which rows are synthetic images."""
+    return np.char.startswith(records.ids.astype(str), SYNTHETIC_PREFIX)
+
+
+def _folder_files(folder: str) -> list[str]:
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            return list(json.load(f)["files"])
+    if not os.path.isdir(folder):
+        raise DataError(f"config.synthetic.folder={folder} does not exist.")
+    return sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg")))
+
+
+def _sample_from_gan(cfg: ml_collections.ConfigDict, count: int, workdir: str) -> str:
+    """Samples `count` images from cfg.gan_workdir into workdir/synthetic (once)."""
+    if not cfg.gan_workdir:
+        raise ValueError("config.synthetic needs a folder or a gan_workdir to take images from.")
+    from medgan_jax.gan import sample
+
+    folder = os.path.join(workdir, "synthetic")
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            done = json.load(f)
+        if done["num"] >= count and done["seed"] == cfg.seed:
+            return folder
+    conditional = _is_conditional(cfg.gan_workdir)
+    sample.generate_images(
+        cfg.gan_workdir, count, folder, cfg.class_name if conditional else "", seed=cfg.seed
+    )
+    return folder
+
+
+def _is_conditional(gan_workdir: str) -> bool:
+    with open(os.path.join(gan_workdir, "config.json")) as f:
+        return bool(json.load(f)["gan"]["conditional"])
+
+
+def _load_into_memory(records: Records, shape: tuple[int, ...], dtype) -> Records:
+    """Reads the files as arrays shaped like the real in-memory images."""
+    height, width, channels = shape
+    images = np.empty((len(records), *shape), dtype)
+    for i, path in enumerate(records.paths):  # once per run, a few thousand small PNGs
+        picture = Image.open(path).convert("L" if channels == 1 else "RGB")
+        if picture.size != (width, height):
+            picture = picture.resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(picture)
+        images[i] = _like(pixels[..., None] if channels == 1 else pixels, dtype)
+    return dataclasses.replace(records, paths=None, images=images)
+
+
+def _like(pixels: np.ndarray, dtype) -> np.ndarray:
+    """uint8 pixels on the scale of `dtype` (uint8, uint16, or floats in [0, 1])."""
+    if np.issubdtype(dtype, np.floating):
+        return (pixels / 255.0).astype(dtype)
+    return (pixels.astype(np.float64) * (np.iinfo(dtype).max / 255)).round().astype(dtype)

@@ -1,0 +1,92 @@
+"""A trained classifier as a function: predictions, and features for IS/FID/KID."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from medgan_jax import checkpoint
+from medgan_jax.classify.state import num_outputs
+from medgan_jax.models.classifiers import HEAD, TRUNK, build_classifier
+
+
+def load_variables(workdir: str) -> dict:
+    """{'params', 'batch_stats'} of a classifier run's best checkpoint (else its latest)."""
+    for subdir in ("best", "checkpoints"):
+        if os.path.isdir(os.path.join(workdir, subdir)):
+            mngr = checkpoint.manager(workdir, 1, None, subdir=subdir)
+            step = mngr.latest_step()
+            if step is not None:
+                raw = checkpoint.restore_raw(mngr, step)
+                mngr.close()
+                return {"params": raw["params"], "batch_stats": raw.get("batch_stats", {})}
+    raise FileNotFoundError(f"No classifier checkpoint in {workdir}/best or /checkpoints.")
+
+
+def load_run(workdir: str):
+    """(config, model, variables, class names, task) of a train_classifier.py run."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    with open(os.path.join(workdir, "classes.json")) as f:
+        classes = json.load(f)
+    names, task = classes["class_names"], classes["task"]
+    model = build_classifier(
+        config.model.name, num_outputs(task, len(names)), **config.model.options.to_dict()
+    )
+    return config, model, load_variables(workdir), names, task
+
+
+def transfer(source: dict, target: dict, where: str) -> dict:
+    """`target` variables with the trunk (and the head, if its shape fits) of `source`."""
+    out = {"params": dict(target["params"]), "batch_stats": dict(target["batch_stats"])}
+    for collection in ("params", "batch_stats"):
+        if TRUNK in target[collection]:
+            src, dst = source[collection].get(TRUNK), target[collection][TRUNK]
+            if src is None or jax.tree.structure(src) != jax.tree.structure(dst):
+                raise ValueError(f"The trunk in {where} has another architecture than this model.")
+            shapes = [
+                np.shape(a) != np.shape(b)
+                for a, b in zip(jax.tree.leaves(src), jax.tree.leaves(dst))
+            ]
+            if any(shapes):
+                raise ValueError(f"The trunk in {where} has other layer shapes than this model.")
+            out[collection][TRUNK] = jax.tree.map(jnp.asarray, src)
+    head_src, head_dst = source["params"].get(HEAD), target["params"].get(HEAD)
+    if head_src is not None and jax.tree.map(np.shape, head_src) == jax.tree.map(
+        np.shape, head_dst
+    ):
+        out["params"][HEAD] = jax.tree.map(jnp.asarray, head_src)
+    return out
+
+
+def make_feature_fn(workdir: str) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    """A jit-compiled images in [-1, 1] (any size, 1 or 3 channels) -> {'features',
+    'logits'} of the run's classifier, resized and channel-converted to its input."""
+    config, model, variables, _, task = load_run(workdir)
+    size, channels = config.data.image_size, config.data.channels
+
+    @jax.jit  # weights are an argument, not constants baked into the program
+    def features(variables: dict, images: jax.Array) -> dict[str, jax.Array]:
+        images = _to_channels(images, channels)
+        if images.shape[1:3] != (size, size):
+            images = jax.image.resize(images, (images.shape[0], size, size, channels), "linear")
+        logits, feats = model.apply(variables, images, train=False, return_features=True)
+        return {"features": feats, "logits": logits}
+
+    return functools.partial(features, variables)
+
+
+def _to_channels(images: jax.Array, channels: int) -> jax.Array:
+    if images.shape[-1] == channels:
+        return images
+    if channels == 3:
+        return jnp.repeat(images, 3, axis=-1)
+    # RGB -> luma with ITU-R 601 weights, as tf.image.rgb_to_grayscale.
+    return images @ jnp.asarray([0.2989, 0.5870, 0.1140])[:, None]

@@ -1,0 +1,85 @@
+"""jit-compiled classifier steps: augment on device, forward, weighted loss, update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from medgan_jax.classify.state import ClassifierState, loss_fn, scores_of
+from medgan_jax.models.classifiers import TRUNK
+
+
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    task: str,
+    class_weights: jax.Array,
+    augment: Callable,
+    freeze_trunk_steps: int = 0,
+):
+    """state, batch -> (state, metrics). The trunk is frozen for the first N steps."""
+
+    def train_step(state: ClassifierState, batch: dict):
+        key = jax.random.fold_in(state.key, state.step)
+        aug_key, dropout_key = jax.random.split(key)
+        images = augment(batch["image"], aug_key)
+
+        def compute_loss(params):
+            logits, updates = model.apply(
+                {"params": params, "batch_stats": state.batch_stats},
+                images,
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
+            return loss_fn(task, logits, batch, class_weights), (logits, updates)
+
+        (loss, (logits, updates)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+            state.params
+        )
+        deltas, opt_state = tx.update(grads, state.opt_state, state.params)
+        if freeze_trunk_steps and TRUNK in deltas:
+            frozen = state.step < freeze_trunk_steps
+            deltas = {
+                **deltas,
+                TRUNK: jax.tree.map(lambda d: jnp.where(frozen, 0.0, d), deltas[TRUNK]),
+            }
+        params = optax.apply_updates(state.params, deltas)
+        finite = jnp.isfinite(loss)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=updates.get("batch_stats", state.batch_stats),
+            opt_state=opt_state,
+            first_bad_step=jnp.where(
+                (state.first_bad_step < 0) & ~finite, state.step + 1, state.first_bad_step
+            ),
+        )
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        if task != "multilabel":
+            predicted = (
+                jnp.argmax(logits, -1) if task == "multiclass" else (logits[:, 0] > 0).astype(int)
+            )
+            metrics["accuracy"] = jnp.mean(predicted == batch["label"])
+        return new_state, metrics
+
+    return train_step
+
+
+def make_predict(model: nn.Module, task: str):
+    """(params, batch_stats, images) -> (scores, logits, features) in inference mode."""
+
+    def predict(params, batch_stats, images):
+        logits, features = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            images,
+            train=False,
+            return_features=True,
+        )
+        return scores_of(task, logits), logits, features
+
+    return predict

@@ -1,0 +1,274 @@
+"""train_classifier.py's job: train on real (+ synthetic) images with early stopping,
+then evaluate the best checkpoint on the test set."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+
+from medgan_jax import checkpoint, parallel
+from medgan_jax.augment.registry import make_augment
+from medgan_jax.classify import mixing
+from medgan_jax.classify.state import (
+    ClassifierState,
+    class_weights,
+    create_state,
+    make_optimizer,
+    num_outputs,
+    task_of,
+)
+from medgan_jax.classify.steps import make_predict, make_train_step
+from medgan_jax.data import load_split, pipeline, subsets
+from medgan_jax.data.records import DataError, Records
+from medgan_jax.logging import MetricWriter, Progress
+from medgan_jax.metrics import classification
+from medgan_jax.models.classifiers import build_classifier
+
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "balanced_accuracy": True, "loss": False}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the message names the step."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains (resuming from workdir) and returns the test metrics written to metrics.json."""
+    parallel.initialize_distributed()
+    mesh = parallel.make_mesh(config.num_devices or None)
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    if config.early_stopping.metric not in HIGHER_IS_BETTER:
+        raise ValueError(
+            f"config.early_stopping.metric='{config.early_stopping.metric}'; expected one of "
+            f"{list(HIGHER_IS_BETTER)}."
+        )
+    splits = load_splits(config, workdir)
+    train = splits["train"]
+    task = task_of(train.multi_label, train.num_classes, config.task)
+    if is_main:
+        _write_json(workdir, "config.json", json.loads(config.to_json_best_effort()))
+        _write_json(workdir, "classes.json", {"class_names": list(train.class_names), "task": task})
+    model = build_classifier(
+        config.model.name, num_outputs(task, train.num_classes), **config.model.options
+    )
+    steps_per_epoch = config.steps_per_epoch or -(-len(train) // config.batch_size)
+    total_steps = steps_per_epoch * config.num_epochs
+    tx = make_optimizer(config.optimizer, total_steps)
+    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    higher = HIGHER_IS_BETTER[config.early_stopping.metric]
+    replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    state = create_state(model, tx, image_shape, config.seed, higher, replicated)
+    latest = checkpoint.manager(workdir, 1, config.keep_checkpoints)
+    best = checkpoint.manager(workdir, 1, 1, subdir="best")
+    state, start = checkpoint.restore_latest(latest, state)
+    if start == 0:
+        state = jax.device_put(initialise_weights(config, model, state), replicated)
+    weights = jnp.asarray(
+        class_weights(config.class_weighting, train.labels, train.label_mask, train.num_classes)
+    )
+    step_fn = jax.jit(
+        make_train_step(
+            model,
+            tx,
+            task,
+            weights,
+            make_augment(config.augment, config.augment_params.to_dict() or None),
+            config.freeze_trunk_epochs * steps_per_epoch,
+        ),
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    predict = jax.jit(make_predict(model, task))
+    parallel.check_batch_size(config.batch_size, mesh)
+    batches = pipeline.global_batches(
+        train, config.data, mesh, global_batch_size=config.batch_size, train=True, start_step=start
+    )
+    writer = MetricWriter(workdir, enabled=is_main)
+    progress = Progress(total_steps, config.batch_size, start)
+    patience = config.early_stopping.patience
+    for epoch in range(start // steps_per_epoch, config.num_epochs):
+        if patience and epoch - int(state.best_epoch) > patience:
+            break  # resumed after the run had already stopped early
+        for _ in range(steps_per_epoch):
+            state, metrics = step_fn(state, next(batches))
+            step = int(state.step)
+            if step % config.log_every == 0:
+                scalars = _finite_scalars(state, metrics)
+                writer.write(step, {f"train/{k}": v for k, v in scalars.items()})
+                if is_main:
+                    print(progress.line(step, scalars), flush=True)
+        _finite_scalars(state, metrics)
+        val = evaluate_split(predict, state, splits["val"], task, config, mesh)
+        value = val["summary"][config.early_stopping.metric]
+        improved = value is not None and (
+            value > float(state.best_metric) + config.early_stopping.min_delta
+            if higher
+            else value < float(state.best_metric) - config.early_stopping.min_delta
+        )
+        if improved:
+            state = state.replace(best_metric=jnp.float32(value), best_epoch=jnp.int32(epoch))
+            checkpoint.save(best, int(state.step), state, force=True)
+        checkpoint.save(latest, int(state.step), state, force=True)
+        scalars = {f"val/{k}": v for k, v in val["summary"].items() if v is not None}
+        writer.write(int(state.step), {"epoch": epoch + 1, **scalars})
+        if is_main:
+            marks = "  (best)" if improved else ""
+            print(
+                f"epoch {epoch + 1}/{config.num_epochs}  "
+                + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items())
+                + marks,
+                flush=True,
+            )
+        if patience and epoch - int(state.best_epoch) >= patience:
+            logging.warning(
+                "Early stopping after epoch %d (best: %d).", epoch + 1, int(state.best_epoch) + 1
+            )
+            break
+    for mngr in (latest, best):
+        mngr.wait_until_finished()
+    if best.latest_step() is not None:
+        state = checkpoint.restore(best, best.latest_step(), state)
+    test = evaluate_split(predict, state, splits["test"], task, config, mesh)
+    results = {
+        "task": task,
+        "best_epoch": int(state.best_epoch) + 1,
+        "early_stopping_metric": config.early_stopping.metric,
+        "best_val": float(state.best_metric),
+        "train_images": len(train),
+        "synthetic_images": int(mixing.is_synthetic(train).sum()),
+        "test": test["report"],
+        "test_summary": test["summary"],
+    }
+    if is_main:
+        _write_json(workdir, "metrics.json", results)
+        np.savez(
+            os.path.join(workdir, "test_predictions.npz"),
+            task=task,
+            class_names=np.asarray(train.class_names),
+            **test["arrays"],
+        )
+        print(
+            "test  "
+            + "  ".join(f"{k} {v:.4f}" for k, v in test["summary"].items() if v is not None),
+            flush=True,
+        )
+    writer.close()
+    latest.close()
+    best.close()
+    return results
+
+
+def load_splits(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Records]:
+    """train (+ synthetic, optionally rebalanced), val and test; manifests of each."""
+    train = load_split(config.data, "train")
+    if config.synthetic.amount not in ("", "0"):
+        synthetic = mixing.synthetic_records(
+            config.synthetic, train, workdir, config.data.image_size
+        )
+        train = mixing.mix(train, synthetic)
+    if config.sampling == "balanced":
+        train = oversample(train, config.seed)
+    elif config.sampling:
+        raise ValueError(f"config.sampling='{config.sampling}'; expected '' or 'balanced'.")
+    splits = {"train": train}
+    for split in ("val", "test"):
+        splits[split] = load_split(config.data, split)
+    if jax.process_index() == 0:
+        for split, records in splits.items():
+            subsets.write_manifest(records, os.path.join(workdir, f"manifest_{split}.csv"))
+    logging.info("Classifier training data: %s", train.summary())
+    return splits
+
+
+def oversample(records: Records, seed: int) -> Records:
+    """Repeats every class's images (seeded) up to the largest class's count."""
+    if records.multi_label:
+        raise DataError(
+            "config.sampling='balanced' needs single-label data; use "
+            "config.class_weighting='balanced' for multi-label data."
+        )
+    counts = np.bincount(records.labels, minlength=records.num_classes)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(records.num_classes):
+        own = np.flatnonzero(records.labels == k)
+        if len(own):
+            extra = rng.choice(own, counts.max() - len(own), replace=True)
+            rows.append(np.concatenate([own, extra]))
+    return records.take(np.sort(np.concatenate(rows)))
+
+
+def initialise_weights(config, model, state: ClassifierState) -> ClassifierState:
+    """Starting weights from another run's checkpoint or a local Keras .h5 file."""
+    init = config.init
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    if init.keras_weights:
+        from medgan_jax.models.keras_weights import load_keras_weights
+
+        variables = load_keras_weights(config.model.name, init.keras_weights, variables)
+    if init.checkpoint:
+        from medgan_jax.classify.predict import load_variables, transfer
+
+        variables = transfer(load_variables(init.checkpoint), variables, init.checkpoint)
+    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+
+
+def evaluate_split(predict, state, records: Records, task: str, config, mesh) -> dict:
+    """Scores for every image of a split, its classification report and headline numbers."""
+    batches = pipeline.global_batches(
+        records, config.data, mesh, global_batch_size=config.eval_batch_size, train=False
+    )
+    scores, valid = [], []
+    for batch in batches:
+        s, _, _ = predict(state.params, state.batch_stats, batch["image"])
+        scores.append(multihost_utils.process_allgather(s, tiled=True))
+        valid.append(multihost_utils.process_allgather(batch["valid"], tiled=True))
+    keep = np.concatenate(valid)
+    # Eval batches pad by repeating the last image; keep one row per record, in order.
+    scores = np.concatenate(scores)[keep][: len(records)]
+    if len(scores) != len(records):
+        raise DataError(
+            f"{len(records) - len(scores)} image(s) of {records.description} could not be read."
+        )
+    arrays = {"labels": records.labels, "scores": scores}
+    if records.label_mask is not None:
+        arrays["mask"] = records.label_mask
+    report = classification.classification_report(
+        records.labels, scores, task, records.class_names, arrays.get("mask")
+    )
+    summary = classification.headline_metrics(report)
+    summary["loss"] = _cross_entropy(task, records.labels, scores, arrays.get("mask"))
+    return {"report": report, "summary": summary, "arrays": arrays}
+
+
+def _cross_entropy(task, labels, scores, mask) -> float:
+    eps = 1e-7
+    if task == "multiclass":
+        return float(-np.mean(np.log(np.clip(scores[np.arange(len(labels)), labels], eps, 1))))
+    y, p = labels.astype(np.float64), np.clip(scores, eps, 1 - eps)
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    w = np.ones_like(losses) if mask is None else mask
+    return float(np.sum(losses * w) / max(np.sum(w), 1))
+
+
+def _finite_scalars(state: ClassifierState, metrics: dict) -> dict[str, float]:
+    bad = int(state.first_bad_step)
+    if bad >= 0:
+        raise NonFiniteLossError(
+            f"The classifier loss became NaN or inf at step {bad}; the run stopped and the "
+            "last checkpoint is from before it. Lower config.optimizer.lr or check the data."
+        )
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _write_json(workdir: str, name: str, value) -> None:
+    with open(os.path.join(workdir, name), "w") as f:
+        json.dump(value, f, indent=1)

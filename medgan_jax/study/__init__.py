@@ -1,0 +1,1 @@
+"""Evaluation reports and the augmentation study: grids of runs, tables, plots."""

@@ -1,0 +1,415 @@
+"""evaluate.py's job: GAN image quality, diversity and memorisation, and classifier
+metrics with uncertainty, written to metrics.json, report.md and plots.
+
+Every generated set is compared with the real images of its class that the GAN was
+trained on (the run's own manifest), so the memorisation audit searches exactly the
+images the generator saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from medgan_jax import parallel
+from medgan_jax.data import load_split, pipeline, subsets
+from medgan_jax.data.records import DataError
+from medgan_jax.metrics import fid as fid_lib
+from medgan_jax.metrics import memorization, ms_ssim
+from medgan_jax.metrics.inception_score import inception_score
+from medgan_jax.study import report
+
+FeatureFn = Callable[[jax.Array], dict[str, jax.Array]]
+
+
+@dataclass
+class FeatureNetwork:
+    """A jit-compiled images -> {'features', 'logits'} function and what it is."""
+
+    name: str
+    fn: FeatureFn
+    batch_size: int
+    mesh: jax.sharding.Mesh
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(images)
+        padded = np.zeros((self.batch_size, *images.shape[1:]), np.float32)
+        padded[:n] = images
+        batch = jax.device_put(padded, parallel.batch_sharding(self.mesh))
+        return {k: np.asarray(v, np.float64)[:n] for k, v in self.fn(batch).items()}
+
+
+@dataclass
+class Accumulator:
+    """Per-image results of one image set, gathered batch by batch."""
+
+    features: list = field(default_factory=list)
+    logits: list = field(default_factory=list)
+    ms_ssim: list = field(default_factory=list)
+    nn_pixel: list = field(default_factory=list)
+    preview: list = field(default_factory=list)
+    closest: tuple = ()  # (pixel distance, generated image, training index), k closest
+
+    def keep_closest(self, distance, images, index, k: int) -> None:
+        """Keeps the k generated images nearest to a training image, seen so far."""
+        if self.closest:
+            distance = np.concatenate([self.closest[0], distance])
+            images = np.concatenate([self.closest[1], images])
+            index = np.concatenate([self.closest[2], index])
+        order = np.argsort(distance, kind="stable")[:k]
+        self.closest = (distance[order], images[order], index[order])
+
+    def cat(self, name: str) -> np.ndarray:
+        return np.concatenate(getattr(self, name)) if getattr(self, name) else np.zeros(0)
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Runs every evaluation the config names; returns what it wrote to metrics.json."""
+    parallel.initialize_distributed()
+    mesh = parallel.make_mesh(config.num_devices or None)
+    os.makedirs(workdir, exist_ok=True)
+    results: dict = {"generated": {}, "classification": {}}
+    if config.generated:
+        network = build_feature_network(config.features, config.batch_size, mesh)
+        for name, spec in config.generated.items():
+            logging.info("Evaluating generated set '%s'.", name)
+            results["generated"][name] = evaluate_generated(
+                name, spec, network, config, workdir, mesh
+            )
+    if config.classifiers:
+        results["classification"] = evaluate_classifiers(config, workdir)
+    results["feature_network"] = config.features.network if config.generated else None
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        text = report.markdown(results)
+        with open(os.path.join(workdir, "report.md"), "w") as f:
+            f.write(text)
+        print(text, flush=True)
+    return results
+
+
+# --------------------------------------------------------------------- feature networks
+
+
+def build_feature_network(
+    cfg: ml_collections.ConfigDict, batch_size: int, mesh: jax.sharding.Mesh
+) -> FeatureNetwork:
+    """The network whose logits give IS and whose features give FID/KID."""
+    parallel.check_batch_size(batch_size, mesh)
+    if cfg.network == "inception":
+        from medgan_jax.models import inception
+
+        variables = inception.load_keras_h5(cfg.inception_weights)
+        fn = inception.make_inception_fn(variables)
+    elif cfg.network == "classifier":
+        from medgan_jax.classify import predict
+
+        fn = predict.make_feature_fn(cfg.classifier_workdir)
+    else:
+        raise ValueError(
+            f"config.features.network='{cfg.network}'; expected 'inception' (Keras ImageNet "
+            "weights in config.features.inception_weights) or 'classifier' (a run of "
+            "train_classifier.py in config.features.classifier_workdir)."
+        )
+    return FeatureNetwork(cfg.network, fn, batch_size, mesh)  # fn is jit-compiled
+
+
+# --------------------------------------------------------------------- generated images
+
+
+def evaluate_generated(
+    name: str,
+    spec: ml_collections.ConfigDict,
+    network: FeatureNetwork,
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    mesh: jax.sharding.Mesh,
+) -> dict:
+    """IS, FID, KID, MS-SSIM diversity and the memorisation audit of one generated set."""
+    training = real_images(spec.gan_workdir, spec.class_name, "train", config.max_real)
+    reference = (
+        training
+        if config.reference_split == "train"
+        else real_images(spec.gan_workdir, spec.class_name, config.reference_split, config.max_real)
+    )
+    real = accumulate(_batches(reference, config.batch_size), network, None, config, mesh)
+    fake = accumulate(
+        generated_batches(spec, config.batch_size, training.shape[1:]),
+        network,
+        training,
+        config,
+        mesh,
+    )
+    logits = {"generated": fake.cat("logits"), "real": real.cat("logits")}
+    features = {"generated": fake.cat("features"), "real": real.cat("features")}
+    num_splits = min(config.is_splits, len(logits["generated"]), len(logits["real"]))
+    result = {
+        "class_name": spec.class_name,
+        "num_generated": int(len(features["generated"])),
+        "num_real": int(len(features["real"])),
+        "reference_split": config.reference_split,
+        "inception_score": {
+            k: inception_score(logits=v, num_splits=num_splits) for k, v in logits.items()
+        },
+        "fid": fid_lib.fid(features["generated"], features["real"]),
+        "kid": fid_lib.kid(
+            features["generated"], features["real"], config.kid_subsets, config.kid_subset_size
+        ),
+        "ms_ssim_diversity": {
+            "generated": _mean_std(fake.cat("ms_ssim")),
+            "real": _mean_std(real.cat("ms_ssim")),
+        },
+        "memorization": audit(fake, training, network, config, mesh),
+    }
+    folder = os.path.join(workdir, name)
+    report.save_pairs_grid(
+        os.path.join(folder, "sample_grid.png"), fake.preview[0], real.preview[0]
+    )
+    _, closest_images, closest_index = fake.closest
+    report.save_pairs_grid(
+        os.path.join(folder, "closest_pairs.png"), closest_images, training[closest_index]
+    )
+    result["plots"] = {
+        "samples": f"{name}/sample_grid.png",
+        "closest_pairs": f"{name}/closest_pairs.png",
+    }
+    return result
+
+
+def accumulate(
+    batches: Iterator[np.ndarray],
+    network: FeatureNetwork,
+    training: np.ndarray | None,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+    preview: int = 32,
+) -> Accumulator:
+    """Streams image batches through the network, MS-SSIM and the pixel NN search; only
+    per-image numbers (and a few images to show) are kept."""
+    acc = Accumulator()
+    training_rows = None if training is None else training.reshape(len(training), -1)
+    for images in batches:
+        out = network(images)
+        acc.features.append(out["features"])
+        acc.logits.append(out["logits"])
+        pairs = len(images) // 2 * 2  # consecutive pairs (0,1), (2,3), ... as in PGGAN
+        if pairs:
+            acc.ms_ssim.append(
+                np.asarray(ms_ssim.ms_ssim(images[0:pairs:2], images[1:pairs:2], max_val=2.0))
+            )
+        if training_rows is not None:
+            distance, index = memorization.nearest_neighbours(
+                images.reshape(len(images), -1), training_rows, mesh=mesh
+            )
+            distance = distance / np.sqrt(training_rows.shape[1])
+            acc.nn_pixel.append(distance)
+            acc.keep_closest(distance, images, index, config.memorization.num_pairs)
+        if not acc.preview:
+            acc.preview.append(images[:preview])
+    return acc
+
+
+def audit(
+    fake: Accumulator,
+    training: np.ndarray,
+    network: FeatureNetwork,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+) -> dict:
+    """Memorisation in pixel space (RMS in [-1, 1] units) and in feature space."""
+    cfg = config.memorization
+    training_rows = training.reshape(len(training), -1)
+    pixel_reference = memorization.training_reference_distances(
+        training_rows, reference_sample=cfg.reference_sample, seed=config.seed, mesh=mesh
+    ) / np.sqrt(training_rows.shape[1])
+    training_features = np.concatenate(
+        [network(images)["features"] for images in _batches(training, network.batch_size)]
+    )
+    feature_distance, _ = memorization.nearest_neighbours(
+        fake.cat("features"), training_features, mesh=mesh
+    )
+    feature_reference = memorization.training_reference_distances(
+        training_features, reference_sample=cfg.reference_sample, seed=config.seed, mesh=mesh
+    )
+    kwargs = dict(quantile=cfg.quantile, copy_tolerance=cfg.copy_tolerance)
+    return {
+        "pixel": memorization.audit_summary(fake.cat("nn_pixel"), pixel_reference, **kwargs),
+        "feature": memorization.audit_summary(feature_distance, feature_reference, **kwargs),
+    }
+
+
+def _mean_std(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {"mean": None, "std": None, "num_pairs": 0}
+    return {"mean": float(values.mean()), "std": float(values.std()), "num_pairs": len(values)}
+
+
+def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+# --------------------------------------------------------------------- image sources
+
+
+def real_images(gan_workdir: str, class_name: str, split: str, max_images: int) -> np.ndarray:
+    """Real images in [-1, 1] of `class_name` from a GAN run's data: for 'train', exactly
+    the images of its manifest; at most `max_images`, a seeded random sample beyond."""
+    from medgan_jax.gan.train import select_classes
+
+    with open(os.path.join(gan_workdir, "config.json")) as f:
+        run = ml_collections.ConfigDict(json.load(f))
+    data = run.data
+    if split == "train":
+        records = subsets.apply_manifest(
+            load_split(data, "train"), os.path.join(gan_workdir, "manifest_train.csv")
+        )
+    else:
+        records = load_split(data, split)
+    records = select_classes(records, (class_name,) if class_name else ())
+    if len(records) == 0:
+        raise DataError(f"No '{class_name}' images in the {split} split of {gan_workdir}'s data.")
+    if len(records) > max_images:
+        logging.info("Using %d of %d real images (config.max_real).", max_images, len(records))
+        keep = np.sort(np.random.default_rng(0).permutation(len(records))[:max_images])
+        records = records.take(keep)
+    cached = pipeline.cache_in_memory(records, data)
+    return cached.images.astype(np.float32) * 2.0 - 1.0
+
+
+def generated_batches(
+    spec: ml_collections.ConfigDict, batch_size: int, image_shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """Generated images, from a GAN checkpoint (sampled now) or a folder of PNGs."""
+    if spec.folder:
+        yield from folder_batches(spec.folder, batch_size, image_shape)
+        return
+    from medgan_jax.gan import sample
+
+    for images in sample.sample_batches(
+        spec.gan_workdir, spec.num, spec.class_name, spec.seed, spec.step, batch_size
+    ):
+        if images.shape[1:] != tuple(image_shape):
+            raise DataError(
+                f"{spec.gan_workdir} generates {images.shape[1:]} images; its real images are "
+                f"{tuple(image_shape)}."
+            )
+        yield images
+
+
+def folder_batches(
+    folder: str, batch_size: int, image_shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """PNG/JPEG images of a folder (its manifest.json order when there is one) in [-1, 1]."""
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            names = json.load(f)["files"]
+    else:
+        names = sorted(
+            n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg"))
+        )
+    if not names:
+        raise DataError(f"No images in {folder} (expected .png/.jpg files or a manifest.json).")
+    for start in range(0, len(names), batch_size):
+        yield np.stack(
+            [_read_image(folder, n, image_shape) for n in names[start : start + batch_size]]
+        )
+
+
+def _read_image(folder: str, name: str, image_shape: tuple[int, ...]) -> np.ndarray:
+    path = os.path.join(folder, name)
+    pixels = np.asarray(Image.open(path), np.float32)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.shape != tuple(image_shape):
+        raise DataError(f"{path} is {pixels.shape}; the real images are {tuple(image_shape)}.")
+    return pixels / 127.5 - 1.0
+
+
+# --------------------------------------------------------------------- classifiers
+
+
+def evaluate_classifiers(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Metrics with bootstrap CIs per classifier run, and DeLong against the first."""
+    from medgan_jax.metrics import classification
+
+    runs = {name: load_predictions(path) for name, path in config.classifiers.items()}
+    baseline_name = next(iter(runs))
+    results = {}
+    for name, run in runs.items():
+        metrics = classification.classification_report(
+            run["labels"], run["scores"], run["task"], run["class_names"], run.get("mask")
+        )
+        metrics["bootstrap"] = bootstrap(run, config.bootstrap)
+        if name != baseline_name:
+            metrics["delong_vs_" + baseline_name] = delong(runs[baseline_name], run)
+        results[name] = metrics
+    report.roc_plot(os.path.join(workdir, "roc.png"), runs)
+    return results
+
+
+def load_predictions(path: str) -> dict:
+    """A classifier run's test predictions (workdir/test_predictions.npz, or the file)."""
+    file = os.path.join(path, "test_predictions.npz") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise FileNotFoundError(
+            f"{file} does not exist: config.classifiers entries name a train_classifier.py "
+            "workdir (which writes test_predictions.npz) or such a file."
+        )
+    with np.load(file, allow_pickle=False) as data:
+        run = {k: data[k] for k in data.files}
+    run["task"] = str(run["task"])
+    run["class_names"] = [str(c) for c in run["class_names"]]
+    return run
+
+
+def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
+    """95% bootstrap CIs of accuracy, balanced accuracy and AUC (stratified, seeded)."""
+    from medgan_jax.metrics import classification as c
+
+    metric_fns = {"accuracy": c.accuracy, "balanced_accuracy": c.balanced_accuracy}
+    metric_fns["roc_auc"] = c.roc_auc
+    out = {}
+    for metric, fn in metric_fns.items():
+        kwargs = {"mask": run["mask"]} if "mask" in run and metric == "roc_auc" else {}
+        try:
+            out[metric] = c.bootstrap_ci(
+                fn,
+                run["labels"],
+                run["scores"],
+                n_resamples=cfg.n_resamples,
+                confidence=cfg.confidence,
+                seed=cfg.seed,
+                **kwargs,
+            )
+        except ValueError as error:
+            out[metric] = {"undefined": str(error)}
+    return out
+
+
+def delong(baseline: dict, other: dict) -> dict:
+    """DeLong's test of AUC(other) - AUC(baseline) on the same test images (per class)."""
+    from medgan_jax.metrics import classification as c
+
+    if not np.array_equal(baseline["labels"], other["labels"]):
+        raise ValueError("DeLong's test needs both classifiers evaluated on the same test set.")
+    if baseline["task"] == "binary":
+        return c.delong_test(baseline["labels"], baseline["scores"], other["scores"])
+    per_class = {}
+    for k, name in enumerate(baseline["class_names"]):
+        labels, scores_a = report.binary_view(baseline, k)
+        _, scores_b = report.binary_view(other, k)
+        try:
+            per_class[name] = c.delong_test(labels, scores_a, scores_b)
+        except ValueError as error:
+            per_class[name] = {"undefined": str(error)}
+    return per_class

@@ -1,0 +1,19 @@
+"""Trains a classifier (see configs/classifier.py for the command and what it writes)."""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from medgan_jax.classify import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/classifier.py", "Classifier config.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/clf", "Checkpoints, logs and metrics go here.")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
