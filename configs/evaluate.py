@@ -10,8 +10,9 @@ generated image above its nearest training image).
 Feature network for IS/FID/KID: `classifier` (a train_classifier.py run; the domain
 "classifier score", works offline) or `inception` (Inception-v3 with ImageNet weights
 from a local Keras file, e.g. inception_v3_weights_tf_dim_ordering_tf_kernels.h5;
-nothing is downloaded). Add sets on the command line, e.g.
-  --config.generated.pggan.gan_workdir=runs/pggan --config.generated.pggan.class_name=...
+nothing is downloaded). Presets name their sets and runs; point them elsewhere with
+  --config.generated.dcgan.gan_workdir=runs/other --config.classifiers.real_only=runs/clf2
+An entry left empty ('' workdir) is skipped; add entries by editing a preset.
 """
 
 import ml_collections
@@ -51,7 +52,10 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     if preset == "synthetic_lesions":
         config.generated.dcgan = generated_set("runs/dcgan", "malignant")
         config.classifiers.real_only = "runs/clf"
-    elif preset == "smoke":
+    elif preset == "smoke":  # tests fill in the paths
+        config.generated.dcgan = generated_set("", "malignant", num=64)
+        config.classifiers.baseline = ""
+        config.classifiers.other = ""
         config.batch_size = 16
         config.kid_subsets = 10
         config.bootstrap.n_resamples = 100

@@ -77,16 +77,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = parallel.make_mesh(config.num_devices or None)
     os.makedirs(workdir, exist_ok=True)
     results: dict = {"generated": {}, "classification": {}}
-    if config.generated:
+    generated = {k: v for k, v in config.generated.items() if v.gan_workdir}
+    if generated:
         network = build_feature_network(config.features, config.batch_size, mesh)
-        for name, spec in config.generated.items():
+        for name, spec in generated.items():
             logging.info("Evaluating generated set '%s'.", name)
             results["generated"][name] = evaluate_generated(
                 name, spec, network, config, workdir, mesh
             )
-    if config.classifiers:
-        results["classification"] = evaluate_classifiers(config, workdir)
-    results["feature_network"] = config.features.network if config.generated else None
+    classifiers = {k: v for k, v in config.classifiers.items() if v}
+    if classifiers:
+        results["classification"] = evaluate_classifiers(classifiers, config.bootstrap, workdir)
+    results["feature_network"] = config.features.network if generated else None
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=1)
@@ -282,8 +284,19 @@ def real_images(gan_workdir: str, class_name: str, split: str, max_images: int) 
         logging.info("Using %d of %d real images (config.max_real).", max_images, len(records))
         keep = np.sort(np.random.default_rng(0).permutation(len(records))[:max_images])
         records = records.take(keep)
-    cached = pipeline.cache_in_memory(records, data)
-    return cached.images.astype(np.float32) * 2.0 - 1.0
+    return decode_all(records, data)
+
+
+def decode_all(records, data: ml_collections.ConfigDict, batch_size: int = 256) -> np.ndarray:
+    """Every image of `records`, preprocessed by the input pipeline, in [-1, 1]."""
+    ds = pipeline.build_dataset(records, data, global_batch_size=batch_size, train=False)
+    batches = list(pipeline.host_batches(ds, records))
+    valid = np.concatenate([b["valid"] for b in batches])  # False on padding and bad files
+    if valid.sum() != len(records):
+        raise DataError(
+            f"{len(records) - int(valid.sum())} image(s) of {records.description} are unreadable."
+        )
+    return np.concatenate([b["image"] for b in batches])[valid].astype(np.float32)
 
 
 def generated_batches(
@@ -338,18 +351,20 @@ def _read_image(folder: str, name: str, image_shape: tuple[int, ...]) -> np.ndar
 # --------------------------------------------------------------------- classifiers
 
 
-def evaluate_classifiers(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def evaluate_classifiers(
+    classifiers: dict[str, str], bootstrap_cfg: ml_collections.ConfigDict, workdir: str
+) -> dict:
     """Metrics with bootstrap CIs per classifier run, and DeLong against the first."""
     from medgan_jax.metrics import classification
 
-    runs = {name: load_predictions(path) for name, path in config.classifiers.items()}
+    runs = {name: load_predictions(path) for name, path in classifiers.items()}
     baseline_name = next(iter(runs))
     results = {}
     for name, run in runs.items():
         metrics = classification.classification_report(
             run["labels"], run["scores"], run["task"], run["class_names"], run.get("mask")
         )
-        metrics["bootstrap"] = bootstrap(run, config.bootstrap)
+        metrics["bootstrap"] = bootstrap(run, bootstrap_cfg)
         if name != baseline_name:
             metrics["delong_vs_" + baseline_name] = delong(runs[baseline_name], run)
         results[name] = metrics
