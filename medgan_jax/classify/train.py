@@ -108,6 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         _finite_scalars(state, metrics)
         val = evaluate_split(predict, state, splits["val"], task, config, mesh)
         value = val["summary"][config.early_stopping.metric]
+        value = None if value is None else float(np.float32(value))  # as stored in the state
         improved = value is not None and (
             value > float(state.best_metric) + config.early_stopping.min_delta
             if higher

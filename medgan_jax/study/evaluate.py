@@ -417,14 +417,15 @@ def delong(baseline: dict, other: dict) -> dict:
 
     if not np.array_equal(baseline["labels"], other["labels"]):
         raise ValueError("DeLong's test needs both classifiers evaluated on the same test set.")
+    # delong_test's difference is AUC(a) - AUC(b): a = the new run, b = the baseline.
     if baseline["task"] == "binary":
-        return c.delong_test(baseline["labels"], baseline["scores"], other["scores"])
+        return c.delong_test(baseline["labels"], other["scores"], baseline["scores"])
     per_class = {}
     for k, name in enumerate(baseline["class_names"]):
-        labels, scores_a = report.binary_view(baseline, k)
-        _, scores_b = report.binary_view(other, k)
+        labels, scores_base = report.binary_view(baseline, k)
+        _, scores_new = report.binary_view(other, k)
         try:
-            per_class[name] = c.delong_test(labels, scores_a, scores_b)
+            per_class[name] = c.delong_test(labels, scores_new, scores_base)
         except ValueError as error:
             per_class[name] = {"undefined": str(error)}
     return per_class

@@ -1,0 +1,192 @@
+"""Classifier training: losses, synthetic mixing, early stopping, resume, 8 devices = 1."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs.classifier import get_config
+from medgan_jax import parallel
+from medgan_jax.classify import mixing, state, steps, train
+from medgan_jax.data import load_split
+from medgan_jax.logging import read_metrics
+from medgan_jax.models.classifiers import build_classifier
+
+
+def smoke(**overrides):
+    config = get_config("smoke")
+    config.update(overrides)
+    return config
+
+
+# --- losses ----------------------------------------------------------------------------
+
+
+def test_multilabel_loss_ignores_masked_labels():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+    labels = rng.integers(0, 2, (6, 4)).astype(np.float32)
+    mask = rng.integers(0, 2, (6, 4)).astype(np.float32)
+    ones = jnp.ones(4)
+    loss = state.loss_fn("multilabel", logits, {"label": labels, "label_mask": mask}, ones)
+    flipped = np.where(mask > 0, labels, 1 - labels)  # change only the masked labels
+    same = state.loss_fn("multilabel", logits, {"label": flipped, "label_mask": mask}, ones)
+    p = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+    bce = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    assert float(loss) == pytest.approx(float(same), rel=1e-6)
+    assert float(loss) == pytest.approx(np.sum(bce * mask) / np.sum(mask), rel=1e-5)
+
+
+def test_weighted_multiclass_and_binary_losses_match_closed_forms():
+    logits = jnp.asarray([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    labels = jnp.asarray([0, 2])
+    weights = jnp.asarray([1.0, 1.0, 3.0])
+    log_p = jax.nn.log_softmax(logits)
+    expected = -(1.0 * log_p[0, 0] + 3.0 * log_p[1, 2]) / 4.0
+    got = state.loss_fn("multiclass", logits, {"label": labels}, weights)
+    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+    binary = state.loss_fn("binary", jnp.asarray([[0.0]]), {"label": jnp.asarray([1])}, weights)
+    assert float(binary) == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_balanced_class_weights_follow_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0] * 30 + [1] * 5 + [2] * 15)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    np.testing.assert_allclose(state.class_weights("balanced", labels, None, 3), expected, 1e-6)
+
+
+# --- mixing ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("generated")
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(40):
+        name = f"malignant_{i:06d}.png"
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / name)
+        files.append(name)
+    (folder / "manifest.json").write_text(json.dumps({"files": files}))
+    return folder
+
+
+def test_synthetic_amounts():
+    real = load_split(get_config("smoke").data, "train")
+    counts = real.class_counts()
+    assert mixing.synthetic_count("25", real, "malignant") == 25
+    assert mixing.synthetic_count("10%", real, "malignant") == round(0.1 * len(real))
+    assert (
+        mixing.synthetic_count("balance", real, "malignant")
+        == max(counts.values()) - counts["malignant"]
+    )
+    with pytest.raises(ValueError, match="config.synthetic.amount='lots'"):
+        mixing.synthetic_count("lots", real, "malignant")
+
+
+def test_mixing_puts_exactly_the_requested_images_in_training_only(synthetic_folder, tmp_path):
+    config = smoke()
+    config.synthetic.update(amount="25", class_name="malignant", folder=str(synthetic_folder))
+    splits = train.load_splits(config, str(tmp_path))
+    real = load_split(config.data, "train")
+    is_synth = mixing.is_synthetic(splits["train"])
+    assert is_synth.sum() == 25 and len(splits["train"]) == len(real) + 25
+    malignant = real.class_names.index("malignant")
+    assert np.all(splits["train"].labels[is_synth] == malignant)
+    for split in ("val", "test"):
+        assert not mixing.is_synthetic(splits[split]).any()
+        with open(tmp_path / f"manifest_{split}.csv") as f:
+            assert not any(row["id"].startswith("synthetic:") for row in csv.DictReader(f))
+    with open(tmp_path / "manifest_train.csv") as f:
+        assert sum(row["id"].startswith("synthetic:") for row in csv.DictReader(f)) == 25
+    too_many = smoke()
+    too_many.synthetic.update(amount="41", class_name="malignant", folder=str(synthetic_folder))
+    with pytest.raises(ValueError, match="holds 40"):
+        train.load_splits(too_many, str(tmp_path))
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def test_step_on_eight_devices_matches_one():
+    config = smoke()
+    config.optimizer.update(warmup_steps=0, schedule="constant")
+    model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
+    tx = state.make_optimizer(config.optimizer, 10)
+    step = steps.make_train_step(model, tx, "binary", jnp.ones(2), lambda x, k: x)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
+        "label": rng.integers(0, 2, 16).astype(np.int32),
+    }
+    losses = []
+    for devices in (1, 8):
+        mesh = parallel.make_mesh(devices)
+        s = state.create_state(model, tx, (32, 32, 3), 0, True, parallel.replicated(mesh))
+        fn = jax.jit(step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
+        s, m1 = fn(s, parallel.host_to_global(batch, mesh))
+        _, m2 = fn(s, parallel.host_to_global(batch, mesh))
+        losses.append([float(m1["loss"]), float(m2["loss"])])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    assert losses[0][1] != losses[0][0]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("clf_full")
+    config = smoke(num_epochs=3, steps_per_epoch=2)
+    config.early_stopping.patience = 0
+    return workdir, train.train_and_evaluate(config, str(workdir))
+
+
+def test_smoke_run_writes_test_metrics_and_predictions(full_run):
+    workdir, results = full_run
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["test"]["task"] == "binary" and metrics["test"]["n_samples"] == 32
+    assert 0 <= metrics["test_summary"]["roc_auc"] <= 1
+    with np.load(workdir / "test_predictions.npz") as p:
+        assert p["scores"].shape == (32,) and str(p["task"]) == "binary"
+        assert ((p["scores"] >= 0) & (p["scores"] <= 1)).all()
+    epochs = [row for row in read_metrics(workdir) if "epoch" in row]
+    assert [row["epoch"] for row in epochs] == [1, 2, 3]
+    train_losses = [row["train/loss"] for row in read_metrics(workdir) if "train/loss" in row]
+    assert len(set(train_losses)) == len(train_losses) == 3  # one per 2 steps, and they move
+
+
+def test_resume_continues_where_it_stopped(full_run, tmp_path):
+    workdir, results = full_run
+    # An interruption after epoch 2: the copy has no trace of epoch 3.
+    shutil.copytree(workdir, tmp_path / "run")
+    run = tmp_path / "run"
+    for folder in ("checkpoints", "best"):
+        shutil.rmtree(run / folder / "6", ignore_errors=True)
+    rows = read_metrics(run)
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 4)
+    )
+    config = smoke(num_epochs=3, steps_per_epoch=2)
+    config.early_stopping.patience = 0
+    resumed = train.train_and_evaluate(config, str(run))
+    rows = [row for row in read_metrics(run) if "epoch" in row]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    full_rows = [row for row in read_metrics(workdir) if "epoch" in row]
+    assert rows[-1]["val/loss"] == pytest.approx(full_rows[-1]["val/loss"], rel=1e-5)
+    assert resumed["test_summary"] == pytest.approx(results["test_summary"], rel=1e-5)
+
+
+def test_early_stopping_stops_after_patience(tmp_path):
+    config = smoke(num_epochs=6, steps_per_epoch=1)
+    config.optimizer.update(lr=0.0, warmup_steps=0, schedule="constant")  # nothing improves
+    config.early_stopping.update(metric="loss", patience=2)
+    results = train.train_and_evaluate(config, str(tmp_path))
+    epochs = [row["epoch"] for row in read_metrics(tmp_path) if "epoch" in row]
+    assert epochs == [1, 2, 3] and results["best_epoch"] == 1
