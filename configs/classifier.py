@@ -62,7 +62,15 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
         dict(metric="roc_auc", patience=5, min_delta=0.0)  # roc_auc | accuracy | ... | loss
     )
     config.synthetic = ml_collections.ConfigDict(
-        dict(amount="0", class_name="", folder="", gan_workdir="", seed=0)
+        dict(
+            amount="0",
+            class_name="",  # the GAN's class: the synthetic images' hard label
+            folder="",  # a folder written by medgan_jax.gan.sample, or
+            gan_workdir="",  # a GAN run to sample from (into workdir/synthetic)
+            seed=0,
+            labels="hard",  # hard | soft (a prior classifier's probabilities)
+            prior_classifier="",  # train_classifier.py workdir for labels='soft'
+        )
     )
     config.init = ml_collections.ConfigDict(dict(checkpoint="", keras_weights=""))
     config.freeze_trunk_epochs = 0

@@ -5,7 +5,9 @@ manifest.json) or are sampled now from a GAN run into workdir/synthetic/. The am
 a count ("1000"), a percentage of the real training set ("10%"), or "balance" (top the
 conditioning class up to the largest class's count). Each synthetic image gets the GAN's
 conditioning class as a hard label; for multi-label data that label is positive and
-the others are masked out (unknown), not claimed negative.
+the others are masked out (unknown), not claimed negative. With labels='soft', a prior
+classifier's probabilities become every synthetic image's target instead (real images
+keep one-hot targets), so an unconvincing sample teaches less than a convincing one.
 """
 
 from __future__ import annotations
@@ -175,3 +177,32 @@ def _like(pixels: np.ndarray, dtype) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return (pixels / 255.0).astype(dtype)
     return (pixels.astype(np.float64) * (np.iinfo(dtype).max / 255)).round().astype(dtype)
+
+
+def with_soft_labels(
+    mixed: Records, prior_workdir: str, data: ml_collections.ConfigDict, batch_size: int = 64
+) -> Records:
+    """Real rows keep their labels as one-hot targets; synthetic rows get the prior
+    classifier's probabilities (all labels unmasked, for multi-label data)."""
+    from medgan_jax.classify.predict import load_run, probabilities
+    from medgan_jax.data import pipeline
+
+    if not prior_workdir:
+        raise ValueError("config.synthetic.labels='soft' needs config.synthetic.prior_classifier.")
+    _, _, _, class_names, _ = load_run(prior_workdir)
+    if tuple(class_names) != tuple(mixed.class_names):
+        raise DataError(
+            f"The prior classifier {prior_workdir} knows classes {class_names}; the data has "
+            f"{list(mixed.class_names)}."
+        )
+    synthetic = is_synthetic(mixed)
+    images = pipeline.decode_all(mixed.take(np.flatnonzero(synthetic)), data)
+    probs = probabilities(prior_workdir, images, batch_size)
+    if mixed.multi_label:
+        labels = mixed.labels.copy()
+        mask = np.ones_like(labels) if mixed.label_mask is None else mixed.label_mask.copy()
+        labels[synthetic], mask[synthetic] = probs, 1.0
+        return dataclasses.replace(mixed, labels=labels, label_mask=mask)
+    soft = np.eye(mixed.num_classes, dtype=np.float32)[mixed.labels]
+    soft[synthetic] = probs
+    return dataclasses.replace(mixed, soft_labels=soft)

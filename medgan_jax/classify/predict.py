@@ -90,3 +90,23 @@ def _to_channels(images: jax.Array, channels: int) -> jax.Array:
         return jnp.repeat(images, 3, axis=-1)
     # RGB -> luma with ITU-R 601 weights, as tf.image.rgb_to_grayscale.
     return images @ jnp.asarray([0.2989, 0.5870, 0.1140])[:, None]
+
+
+def probabilities(workdir: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [N, K] of a classifier run (binary runs: [1 - p, p]; multi-label
+    runs: per-label probabilities [N, L])."""
+    _, _, _, _, task = load_run(workdir)
+    fn = make_feature_fn(workdir)
+    logits = np.concatenate(
+        [
+            np.asarray(fn(images[i : i + batch_size])["logits"])
+            for i in range(0, len(images), batch_size)
+        ]
+    ).astype(np.float64)
+    if task == "binary":
+        p = 1 / (1 + np.exp(-logits[:, 0]))
+        return np.stack([1 - p, p], axis=1).astype(np.float32)
+    if task == "multiclass":
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return (1 / (1 + np.exp(-logits))).astype(np.float32)

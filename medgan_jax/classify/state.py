@@ -111,11 +111,15 @@ def loss_fn(task: str, logits: jax.Array, batch: dict, class_weights: jax.Array)
     """Weighted mean loss over the valid examples (and unmasked labels) of a batch."""
     labels = batch["label"]
     valid = batch.get("valid", jnp.ones(logits.shape[0], bool)).astype(jnp.float32)
+    soft = batch.get("soft_label")  # class probabilities, when config.synthetic.labels='soft'
     if task == "multiclass":
-        losses = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+        if soft is None:
+            losses = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+        else:
+            losses = optax.losses.softmax_cross_entropy(logits, soft)
         weights = class_weights[labels] * valid
     elif task == "binary":
-        y = labels.astype(jnp.float32)
+        y = labels.astype(jnp.float32) if soft is None else soft[:, 1]
         losses = optax.losses.sigmoid_binary_cross_entropy(logits[:, 0], y)
         weights = class_weights[labels] * valid
     else:

@@ -175,6 +175,12 @@ def load_splits(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Re
             config.synthetic, train, workdir, config.data.image_size
         )
         train = mixing.mix(train, synthetic)
+        if config.synthetic.labels == "soft":
+            train = mixing.with_soft_labels(train, config.synthetic.prior_classifier, config.data)
+        elif config.synthetic.labels != "hard":
+            raise ValueError(
+                f"config.synthetic.labels='{config.synthetic.labels}'; expected hard or soft."
+            )
     if config.sampling == "balanced":
         train = oversample(train, config.seed)
     elif config.sampling:

@@ -201,6 +201,7 @@ def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: S
     """A tf function: row index -> example dict (image, targets, index, ok)."""
     labels = tf.constant(records.labels)
     mask = None if records.label_mask is None else tf.constant(records.label_mask)
+    soft = None if records.soft_labels is None else tf.constant(records.soft_labels)
     if records.images is not None:
         images = tf.constant(records.images)
 
@@ -244,6 +245,8 @@ def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: S
         }
         if mask is not None:
             example["label_mask"] = tf.gather(mask, index)
+        if soft is not None:
+            example["soft_label"] = tf.gather(soft, index)
         return example
 
     return load
@@ -393,6 +396,21 @@ def global_batches(
     return parallel.device_batches(
         host_batches(ds, records, counter), mesh, prefetch=cfg.prefetch_to_device
     )
+
+
+def decode_all(
+    records: Records, cfg: ml_collections.ConfigDict, batch_size: int = 256
+) -> np.ndarray:
+    """Every image of `records` (this process's share when there are several), preprocessed
+    by the input pipeline, in [-1, 1]."""
+    ds = build_dataset(records, cfg, global_batch_size=batch_size, train=False)
+    batches = list(host_batches(ds, records))
+    valid = np.concatenate([b["valid"] for b in batches])  # False on padding and bad files
+    if valid.sum() != len(records):
+        raise DataError(
+            f"{len(records) - int(valid.sum())} image(s) of {records.description} are unreadable."
+        )
+    return np.concatenate([b["image"] for b in batches])[valid].astype(np.float32)
 
 
 def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records:

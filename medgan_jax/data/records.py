@@ -18,7 +18,8 @@ class Records:
 
     `labels` are int32 class ids [N] for single-label data, or float32 multi-hot
     [N, L] with a float32 `label_mask` [N, L] (0 where a label is to be ignored,
-    e.g. CheXpert's uncertain labels under the U-Ignore policy).
+    e.g. CheXpert's uncertain labels under the U-Ignore policy). Single-label data may
+    carry float32 `soft_labels` [N, K] (class probabilities) that training uses as targets.
     """
 
     ids: np.ndarray  # str [N]: stable id written to manifests (relative path)
@@ -28,13 +29,14 @@ class Records:
     images: np.ndarray | None = None  # uint8/uint16 [N, H, W, C] held in memory
     label_mask: np.ndarray | None = None
     patient_ids: np.ndarray | None = None  # str [N]
+    soft_labels: np.ndarray | None = None
     description: str = ""
 
     def __post_init__(self):
         if (self.paths is None) == (self.images is None):
             raise ValueError("Records need exactly one of `paths` or `images`.")
         n = len(self.ids)
-        for name in ("labels", "paths", "images", "label_mask", "patient_ids"):
+        for name in ("labels", "paths", "images", "label_mask", "patient_ids", "soft_labels"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Records.{name} has {len(value)} rows, ids has {n}.")
@@ -81,5 +83,9 @@ class Records:
     ) -> Records:
         """The same images with other targets (e.g. all zeros for unconditional GANs)."""
         return dataclasses.replace(
-            self, labels=labels, label_mask=None, class_names=class_names or self.class_names
+            self,
+            labels=labels,
+            label_mask=None,
+            soft_labels=None,
+            class_names=class_names or self.class_names,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -144,6 +145,7 @@ def evaluate_generated(
         else real_images(spec.gan_workdir, spec.class_name, config.reference_split, config.max_real)
     )
     real = accumulate(_batches(reference, config.batch_size), network, None, config, mesh)
+    started = time.perf_counter()
     fake = accumulate(
         generated_batches(spec, config.batch_size, training.shape[1:]),
         network,
@@ -151,6 +153,7 @@ def evaluate_generated(
         config,
         mesh,
     )
+    seconds = time.perf_counter() - started
     logits = {"generated": fake.cat("logits"), "real": real.cat("logits")}
     features = {"generated": fake.cat("features"), "real": real.cat("features")}
     num_splits = min(config.is_splits, len(logits["generated"]), len(logits["real"]))
@@ -171,6 +174,8 @@ def evaluate_generated(
             "real": _mean_std(real.cat("ms_ssim")),
         },
         "memorization": audit(fake, training, network, config, mesh),
+        # Sampling (or reading), features, MS-SSIM and the nearest-neighbour search.
+        "generated_images_per_s": len(features["generated"]) / seconds,
     }
     folder = os.path.join(workdir, name)
     report.save_pairs_grid(
@@ -284,19 +289,7 @@ def real_images(gan_workdir: str, class_name: str, split: str, max_images: int) 
         logging.info("Using %d of %d real images (config.max_real).", max_images, len(records))
         keep = np.sort(np.random.default_rng(0).permutation(len(records))[:max_images])
         records = records.take(keep)
-    return decode_all(records, data)
-
-
-def decode_all(records, data: ml_collections.ConfigDict, batch_size: int = 256) -> np.ndarray:
-    """Every image of `records`, preprocessed by the input pipeline, in [-1, 1]."""
-    ds = pipeline.build_dataset(records, data, global_batch_size=batch_size, train=False)
-    batches = list(pipeline.host_batches(ds, records))
-    valid = np.concatenate([b["valid"] for b in batches])  # False on padding and bad files
-    if valid.sum() != len(records):
-        raise DataError(
-            f"{len(records) - int(valid.sum())} image(s) of {records.description} are unreadable."
-        )
-    return np.concatenate([b["image"] for b in batches])[valid].astype(np.float32)
+    return pipeline.decode_all(records, data)
 
 
 def generated_batches(

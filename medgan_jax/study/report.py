@@ -124,6 +124,7 @@ def _generated_section(generated: dict, network: str | None) -> list[str]:
                 "training image: see closest_pairs.png before sharing these images."
             )
         lines_plots = r.get("plots", {})
+        notes.append(f"- {name}: streamed {r['generated_images_per_s']:.0f} generated images/s.")
         notes.append(
             f"- {name}: samples (top) vs real (bottom) in `{lines_plots.get('samples')}`; "
             f"closest generated/training pairs in `{lines_plots.get('closest_pairs')}`."

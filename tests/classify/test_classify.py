@@ -52,6 +52,10 @@ def test_weighted_multiclass_and_binary_losses_match_closed_forms():
     expected = -(1.0 * log_p[0, 0] + 3.0 * log_p[1, 2]) / 4.0
     got = state.loss_fn("multiclass", logits, {"label": labels}, weights)
     assert float(got) == pytest.approx(float(expected), rel=1e-6)
+    one_hot = {"label": labels, "soft_label": jax.nn.one_hot(labels, 3)}
+    assert float(state.loss_fn("multiclass", logits, one_hot, weights)) == pytest.approx(
+        float(expected), rel=1e-6
+    )
     binary = state.loss_fn("binary", jnp.asarray([[0.0]]), {"label": jnp.asarray([1])}, weights)
     assert float(binary) == pytest.approx(np.log(2), rel=1e-6)
 
@@ -190,3 +194,24 @@ def test_early_stopping_stops_after_patience(tmp_path):
     results = train.train_and_evaluate(config, str(tmp_path))
     epochs = [row["epoch"] for row in read_metrics(tmp_path) if "epoch" in row]
     assert epochs == [1, 2, 3] and results["best_epoch"] == 1
+
+
+def test_soft_labels_are_prior_probabilities_and_train(full_run, synthetic_folder, tmp_path):
+    prior, _ = full_run
+    config = smoke(num_epochs=1, steps_per_epoch=2)
+    config.synthetic.update(
+        amount="10",
+        class_name="malignant",
+        folder=str(synthetic_folder),
+        labels="soft",
+        prior_classifier=str(prior),
+    )
+    splits = train.load_splits(config, str(tmp_path))
+    soft, synthetic = splits["train"].soft_labels, mixing.is_synthetic(splits["train"])
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+    assert (soft >= 0).all() and synthetic.sum() == 10
+    real_rows = soft[~synthetic]
+    np.testing.assert_array_equal(real_rows.argmax(1), splits["train"].labels[~synthetic])
+    assert (real_rows.max(1) == 1).all() and (soft[synthetic].max(1) < 1).all()
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert results["synthetic_images"] == 10
