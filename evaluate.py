@@ -1,9 +1,10 @@
-"""Evaluates generated images and classifiers (see configs/evaluate.py for the command)."""
+"""Evaluates generated images and classifiers (configs/evaluate.py), or runs the whole
+augmentation study (configs/study.py), as the config says."""
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from medgan_jax.study import evaluate
+from medgan_jax.study import evaluate, runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/eval", "Reports and plots go here.")
@@ -12,7 +13,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/eval", "Reports and plots go her
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    job = runner.main if "sizes" in config else evaluate.evaluate  # a study config has sizes
+    job(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

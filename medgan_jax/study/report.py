@@ -180,3 +180,139 @@ def _delong_lines(name: str, baseline: str, value: dict) -> list[str]:
             f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], p = {t['p_value']:.3g} ({verdict})"
         )
     return lines
+
+
+# --------------------------------------------------------------------- the study
+
+
+def _pm(stats: dict | None, signed: bool = False) -> str:
+    if not stats or stats.get("mean") is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    return f"{stats['mean']:{sign}.3f} ± {stats['std']:.3f}"
+
+
+def _p_values(tests: list, metric: str) -> list[float]:
+    """DeLong p-values of an AUC metric, one per seed (none for non-AUC metrics)."""
+    if metric != "roc_auc" and not metric.startswith("auc:"):
+        return []
+    if metric == "roc_auc":  # binary tasks have one test; others one per class
+        return [t["p_value"] for t in tests if "p_value" in t]
+    label = metric[4:]
+    return [t[label]["p_value"] for t in tests if "p_value" in t.get(label, {})]
+
+
+def study_markdown(results: dict) -> str:
+    """Seeds-style tables per metric, deltas with tests, GAN quality and plain verdicts."""
+    sizes, methods = results["sizes"], results["methods"]
+    n_seeds = len(results["seeds"])
+    lines = [
+        "# Augmentation study",
+        "",
+        f"Test-set metrics, mean ± std over {n_seeds} seed(s) (seed = subset, GAN and "
+        f"classifier initialisation). Synthetic images added: {results['synthetic_amount']} "
+        "(of the real training set). Sizes are real training images per class.",
+        "",
+    ]
+    verdicts = []
+    for metric in results["metrics"]:
+        table = results["table"][metric]
+        lines += [f"## {metric}", "", "| method | " + " | ".join(sizes) + " |"]
+        lines.append("|---" * (len(sizes) + 1) + "|")
+        for name in methods:
+            lines.append(f"| {name} | " + " | ".join(_pm(table[name][s]) for s in sizes) + " |")
+        for name in methods:
+            if name == "base":
+                continue
+            cells = []
+            for s in sizes:
+                delta = table[name][s]["delta_vs_base"]
+                ps = _p_values(results["delong"].get(name, {}).get(s, []), metric)
+                test = f" (DeLong p: {', '.join(f'{p:.2g}' for p in ps)})" if ps else ""
+                cells.append(_pm(delta, signed=True) + test)
+                if metric == results["metrics"][0]:
+                    verdicts.append(_verdict(name, s, metric, delta, ps))
+            lines.append(f"| {name} − base | " + " | ".join(cells) + " |")
+        lines += ["", f"![{metric}](plot_{file_name(metric)}.png)", ""]
+    if results.get("gan_quality"):
+        lines += _gan_quality_table(results["gan_quality"], sizes)
+    if verdicts:
+        lines += ["## Verdicts", ""] + verdicts + [""]
+    if results.get("failed_cells"):
+        lines += ["## Failed cells", ""]
+        lines += [f"- {k}: {v}" for k, v in results["failed_cells"].items()] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def _verdict(name: str, size: str, metric: str, delta: dict | None, ps: list[float]) -> str:
+    if not delta or delta.get("mean") is None:
+        return f"- {name} at {size}: no result to compare."
+    mean, std, n = delta["mean"], delta["std"], delta["n"]
+    significant = sum(p < 0.05 for p in ps)
+    tested = f"; DeLong significant (p < 0.05) in {significant} of {len(ps)} seed(s)" if ps else ""
+    if mean <= 0:
+        outcome = "did **not** beat base"
+    elif n > 1 and mean <= std:
+        outcome = "did **not** clearly beat base (the gain is within seed-to-seed noise)"
+    elif ps and significant * 2 <= len(ps):
+        outcome = "did **not** significantly beat base"
+    else:
+        outcome = "beat base"
+    return f"- **{name}** at {size}: {outcome} (Δ {metric} {mean:+.3f} ± {std:.3f}{tested})."
+
+
+def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
+    lines = [
+        "## GAN quality",
+        "",
+        "IS and FID/KID use the all-data reference classifier as the feature network "
+        "(domain classifier score). MS-SSIM: mean over consecutive pairs, generated (real); "
+        "higher means less diverse. Memorised: fraction of generated images closer to a "
+        "training image than the median training nearest-neighbour distance (~0.5 for fresh "
+        "samples, 1.0 for copies).",
+        "",
+        "| GAN | size | IS (real) | FID | KID x1e3 | MS-SSIM (real) | memorised | copies |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for gan, by_size in quality.items():
+        for s in sizes:
+            q = by_size.get(s) or {}
+            if not q:
+                continue
+            kid = q["kid"]
+            kid_text = "n/a" if kid["mean"] is None else f"{1e3 * kid['mean']:.2f}"
+            lines.append(
+                f"| {gan} | {s} | {_pm(q['inception_score'])} ({_pm(q['inception_score_real'])})"
+                f" | {_pm(q['fid'])} | {kid_text} | {_pm(q['ms_ssim'])} "
+                f"({_pm(q['ms_ssim_real'])}) | {_pm(q['memorised'])} | {_pm(q['copies'])} |"
+            )
+    return lines + [""]
+
+
+def metric_plot(path: str, results: dict, metric: str) -> None:
+    """Metric vs data size with std error bars, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = results["sizes"]
+    x = np.arange(len(sizes))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, name in enumerate(results["methods"]):
+        rows = [results["table"][metric][name][s] for s in sizes]
+        mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows])
+        std = np.array([0.0 if r["std"] is None else r["std"] for r in rows])
+        offset = (i - (len(results["methods"]) - 1) / 2) * 0.04  # keep error bars apart
+        ax.errorbar(x + offset, mean, yerr=std, marker="o", capsize=3, label=name)
+    ax.set(xticks=x, xticklabels=sizes, xlabel="real training images per class", ylabel=metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def file_name(metric: str) -> str:
+    """A metric name as a file-name part: 'auc:Lung Lesion' -> 'auc_Lung_Lesion'."""
+    return "".join(c if c.isalnum() else "_" for c in metric).strip("_")

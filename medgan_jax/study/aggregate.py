@@ -1,0 +1,144 @@
+"""The study's numbers: mean ± std over seeds per (method, size), the difference from
+`base` with DeLong's test per seed, GAN quality per GAN run, tables and plots."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from medgan_jax.study import evaluate, runner
+
+
+def cell_metric(result: dict, metric: str) -> float | None:
+    """A metric of one classifier run: a headline name ('accuracy', 'roc_auc', ...) or
+    'auc:<class or label>' for one class's / label's AUC."""
+    if "error" in result:
+        return None
+    if metric.startswith("auc:"):
+        name = metric[4:]
+        per = result["test"].get("per_label") or result["test"].get("per_class") or {}
+        if name not in per:
+            raise ValueError(f"config.metrics names '{metric}'; the classes are {list(per)}.")
+        return per[name]["roc_auc"]
+    return result["test_summary"].get(metric)
+
+
+def summarise(config: ml_collections.ConfigDict, root: str, cells: dict) -> dict:
+    """Per metric, method and size: mean/std over seeds, and the delta from base."""
+    table: dict = {}
+    for metric in config.metrics:
+        table[metric] = {}
+        for name in config.methods:
+            table[metric][name] = {}
+            for size in config.sizes:
+                values, deltas = [], []
+                for seed in config.seeds:
+                    value = cell_metric(cells[_key(size, seed, name)], metric)
+                    base = cell_metric(cells.get(_key(size, seed, "base"), {"error": ""}), metric)
+                    if value is not None:
+                        values.append(value)
+                        if base is not None:
+                            deltas.append(value - base)
+                table[metric][name][str(size)] = {
+                    **_stats(values),
+                    "delta_vs_base": _stats(deltas) if name != "base" else None,
+                }
+    return table
+
+
+def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> dict:
+    """DeLong's test of each method's AUC against base, per size and seed."""
+    tests: dict = {}
+    for name in config.methods:
+        if name == "base":
+            continue
+        tests[name] = {}
+        for size in config.sizes:
+            per_seed = []
+            for seed in config.seeds:
+                if "error" in cells[_key(size, seed, name)] or "error" in cells.get(
+                    _key(size, seed, "base"), {"error": ""}
+                ):
+                    continue
+                cell = os.path.join(root, f"size={size}", f"seed={seed}")
+                base = evaluate.load_predictions(os.path.join(cell, "method=base"))
+                other = evaluate.load_predictions(os.path.join(cell, f"method={name}"))
+                per_seed.append(evaluate.delong(base, other))
+            tests[name][str(size)] = per_seed
+    return tests
+
+
+def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifier: str) -> dict:
+    """IS/FID/KID/MS-SSIM/memorisation of every trained GAN, with the all-data classifier
+    as the feature network."""
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+    features = ml_collections.ConfigDict(
+        dict(network="classifier", classifier_workdir=reference_classifier, inception_weights="")
+    )
+    eval_config = copy.deepcopy(config.gan_eval)
+    network = evaluate.build_feature_network(features, eval_config.batch_size, mesh)
+    quality: dict = {}
+    for gan in sorted({runner.method(m).gan for m in config.methods} - {""}):
+        quality[gan] = {}
+        for size in config.sizes:
+            rows = []
+            for seed in config.seeds:
+                cell = os.path.join(root, f"size={size}", f"seed={seed}")
+                workdir = runner.gan_workdir(cell, gan)
+                out = os.path.join(workdir, "quality")
+                done = os.path.join(out, "quality.json")
+                if os.path.exists(done):
+                    with open(done) as f:
+                        rows.append(json.load(f))
+                    continue
+                if not os.path.exists(os.path.join(workdir, "generated", "manifest.json")):
+                    continue
+                spec = ml_collections.ConfigDict(
+                    dict(
+                        gan_workdir=workdir,
+                        class_name=config.minority_class,
+                        num=0,
+                        seed=seed,
+                        step=-1,
+                        folder=os.path.join(workdir, "generated"),
+                    )
+                )
+                result = evaluate.evaluate_generated(gan, spec, network, eval_config, out, mesh)
+                os.makedirs(out, exist_ok=True)
+                with open(done, "w") as f:
+                    json.dump(result, f, indent=1)
+                rows.append(result)
+            quality[gan][str(size)] = _quality_stats(rows)
+    return quality
+
+
+def _quality_stats(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    pick = {
+        "inception_score": lambda r: r["inception_score"]["generated"]["mean"],
+        "inception_score_real": lambda r: r["inception_score"]["real"]["mean"],
+        "fid": lambda r: r["fid"],
+        "kid": lambda r: r["kid"]["mean"],
+        "ms_ssim": lambda r: r["ms_ssim_diversity"]["generated"]["mean"],
+        "ms_ssim_real": lambda r: r["ms_ssim_diversity"]["real"]["mean"],
+        "memorised": lambda r: r["memorization"]["pixel"]["fraction_closer_than_threshold"],
+        "copies": lambda r: r["memorization"]["pixel"]["num_copies"],
+    }
+    return {k: _stats([f(r) for r in rows if f(r) is not None]) for k, f in pick.items()}
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": len(v), "values": v.tolist()}
+
+
+def _key(size, seed, name) -> str:
+    return f"size={size}/seed={seed}/method={name}"
