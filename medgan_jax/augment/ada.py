@@ -360,16 +360,24 @@ def bilinear_sample(images: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.
     return top * (1 - wr) + bottom * wr
 
 
-def affine_sample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
-    """Resamples each image through its inverse affine matrix (pixels, origin at the centre)."""
-    _, h, w, _ = images.shape
-    cx, cy = (w - 1) / 2, (h - 1) / 2
+def affine_coords(g_inv: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+    """Input (rows, cols), each (N, H, W), that each output pixel reads through G_inv."""
+    cx, cy = (width - 1) / 2, (height - 1) / 2
     ys, xs = jnp.meshgrid(
-        jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx, indexing="ij"
+        jnp.arange(height, dtype=jnp.float32) - cy,
+        jnp.arange(width, dtype=jnp.float32) - cx,
+        indexing="ij",
     )
     g = g_inv.astype(jnp.float32)[:, :, :, None, None]
     cols = g[:, 0, 0] * xs + g[:, 0, 1] * ys + g[:, 0, 2] + cx
     rows = g[:, 1, 0] * xs + g[:, 1, 1] * ys + g[:, 1, 2] + cy
+    return rows, cols
+
+
+def affine_sample(images: jax.Array, g_inv: jax.Array) -> jax.Array:
+    """Resamples each image through its inverse affine matrix (pixels, origin at the centre)."""
+    _, h, w, _ = images.shape
+    rows, cols = affine_coords(g_inv, h, w)
     return bilinear_sample(images, rows, cols)
 
 
