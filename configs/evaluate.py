@@ -1,7 +1,9 @@
 """Evaluation of generated images (IS, FID, KID, MS-SSIM diversity, memorisation) and of
 classifiers (metrics with bootstrap CIs, DeLong's test), written to --workdir.
 
-Run (after train_gan.py and train_classifier.py with their synthetic_lesions presets):
+Run (after the runs the README's "Evaluating" section lists: the DCGAN in
+runs/dcgan_readme, SimpleCNN on all data in runs/clf_all and on 100 images per class in
+runs/clf_100):
   python evaluate.py --config=configs/evaluate.py:synthetic_lesions --workdir=runs/eval
 It writes metrics.json, report.md (also printed), roc.png and, per generated set,
 NAME/sample_grid.png (generated above, real below) and NAME/closest_pairs.png (each
@@ -11,7 +13,7 @@ Feature network for IS/FID/KID: `classifier` (a train_classifier.py run; the dom
 "classifier score", works offline) or `inception` (Inception-v3 with ImageNet weights
 from a local Keras file, e.g. inception_v3_weights_tf_dim_ordering_tf_kernels.h5;
 nothing is downloaded). Presets name their sets and runs; point them elsewhere with
-  --config.generated.dcgan.gan_workdir=runs/other --config.classifiers.real_only=runs/clf2
+  --config.generated.dcgan.gan_workdir=runs/other --config.classifiers.all_data=runs/clf2
 An entry left empty ('' workdir) is skipped; add entries by editing a preset.
 """
 
@@ -33,7 +35,7 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.num_devices = 0  # 0 = all
     config.batch_size = 64  # images per feature-network call (a multiple of the devices)
     config.features = ml_collections.ConfigDict(
-        dict(network="classifier", classifier_workdir="runs/clf", inception_weights="")
+        dict(network="classifier", classifier_workdir="runs/clf_all", inception_weights="")
     )
     # name -> generated_set(...); real images come from the GAN run's own data.
     config.generated = ml_collections.ConfigDict()
@@ -50,8 +52,9 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.classifiers = ml_collections.ConfigDict()
     config.bootstrap = ml_collections.ConfigDict(dict(n_resamples=1000, confidence=0.95, seed=0))
     if preset == "synthetic_lesions":
-        config.generated.dcgan = generated_set("runs/dcgan", "malignant")
-        config.classifiers.real_only = "runs/clf"
+        config.generated.dcgan = generated_set("runs/dcgan_readme", "malignant")
+        config.classifiers.all_data = "runs/clf_all"
+        config.classifiers.per_class_100 = "runs/clf_100"
     elif preset == "smoke":  # tests fill in the paths
         config.generated.dcgan = generated_set("", "malignant", num=64)
         config.classifiers.baseline = ""
