@@ -121,8 +121,8 @@ def _quality_stats(rows: list[dict]) -> dict:
     if not rows:
         return {}
     pick = {
-        "inception_score": lambda r: r["inception_score"]["generated"]["mean"],
-        "inception_score_real": lambda r: r["inception_score"]["real"]["mean"],
+        "inception_score": lambda r: (r["inception_score"]["generated"] or {}).get("mean"),
+        "inception_score_real": lambda r: (r["inception_score"]["real"] or {}).get("mean"),
         "fid": lambda r: r["fid"],
         "kid": lambda r: r["kid"]["mean"],
         "ms_ssim": lambda r: r["ms_ssim_diversity"]["generated"]["mean"],

@@ -162,8 +162,9 @@ def evaluate_generated(
         "num_generated": int(len(features["generated"])),
         "num_real": int(len(features["real"])),
         "reference_split": config.reference_split,
-        "inception_score": {
-            k: inception_score(logits=v, num_splits=num_splits) for k, v in logits.items()
+        "inception_score": {  # None without a classifier head (Inception 'notop' file)
+            k: inception_score(logits=v, num_splits=num_splits) if len(v) else None
+            for k, v in logits.items()
         },
         "fid": fid_lib.fid(features["generated"], features["real"]),
         "kid": fid_lib.kid(
@@ -207,7 +208,8 @@ def accumulate(
     for images in batches:
         out = network(images)
         acc.features.append(out["features"])
-        acc.logits.append(out["logits"])
+        if "logits" in out:  # an Inception file without its top has features only
+            acc.logits.append(out["logits"])
         pairs = len(images) // 2 * 2  # consecutive pairs (0,1), (2,3), ... as in PGGAN
         if pairs:
             acc.ms_ssim.append(

@@ -101,11 +101,16 @@ def _generated_section(generated: dict, network: str | None) -> list[str]:
     notes = []
     for name, r in generated.items():
         is_gen, is_real = r["inception_score"]["generated"], r["inception_score"]["real"]
+        is_text = (
+            "n/a"
+            if is_gen is None
+            else (f"{is_gen['mean']:.3f} ± {is_gen['std']:.3f} ({is_real['mean']:.3f})")
+        )
         div = r["ms_ssim_diversity"]
         mem = r["memorization"]
         lines.append(
             f"| {name} | {r['class_name']} | {r['num_generated']} / {r['num_real']} | "
-            f"{is_gen['mean']:.3f} ± {is_gen['std']:.3f} ({is_real['mean']:.3f}) | "
+            f"{is_text} | "
             f"{r['fid']:.2f} | {1e3 * r['kid']['mean']:.2f} ± {1e3 * r['kid']['std']:.2f} | "
             f"{_fmt(div['generated']['mean'])} ({_fmt(div['real']['mean'])}) | "
             f"{mem['pixel']['fraction_closer_than_threshold']:.2f} / "

@@ -82,3 +82,18 @@ def test_delong_between_two_runs_on_the_same_test_set(runs, tmp_path):
     test = results["classification"]["other"]["delong_vs_baseline"]
     assert test["auc_a"] == 1.0 and test["difference"] > 0 and 0 <= test["p_value"] < 0.05
     assert "other vs baseline: ΔAUC" in (tmp_path / "eval" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_inception_feature_network_from_a_keras_file(runs, tmp_path):
+    import keras
+
+    weights = tmp_path / "inception.weights.h5"
+    keras.applications.InceptionV3(weights=None).save_weights(str(weights))
+    config = get_config("smoke")
+    config.features.update(network="inception", inception_weights=str(weights))
+    config.generated.dcgan.update(gan_workdir=str(runs / "gan"), num=16)
+    config.update(batch_size=8, kid_subsets=2)
+    result = evaluate.evaluate(config, str(tmp_path / "eval"))["generated"]["dcgan"]
+    assert 1.0 <= result["inception_score"]["generated"]["mean"] <= 1000.0
+    assert np.isfinite(result["fid"]) and result["num_generated"] == 16
