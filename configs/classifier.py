@@ -46,14 +46,15 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
             nesterov=True,
             weight_decay=0.0,
             schedule="cosine",  # cosine | constant
-            warmup_steps=100,
+            warmup_steps=100,  # at most a fifth of the training steps
             end_lr_factor=0.01,
         )
     )
     config.batch_size = 64
     config.eval_batch_size = 128
     config.num_epochs = 30
-    config.steps_per_epoch = 0  # 0 = one pass over the (mixed) training set
+    config.steps_per_epoch = 0  # 0 = one pass over the (mixed) training set, but at least
+    config.min_train_steps = 300  # ... this many steps in all (tiny subsets repeat images)
     config.class_weighting = ""  # '' | balanced
     config.sampling = ""  # '' | balanced (oversample every class to the largest)
     config.augment = "none"  # none | classic | photometric | classic+photometric | filtering
@@ -85,6 +86,7 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
         config.batch_size = 16
         config.eval_batch_size = 16
         config.num_epochs = 2
+        config.min_train_steps = 0
         config.log_every = 2
         config.optimizer.warmup_steps = 2
     return config

@@ -51,7 +51,7 @@ def make_optimizer(
     cfg: ml_collections.ConfigDict, total_steps: int
 ) -> optax.GradientTransformation:
     """Adam or SGD with momentum, linear warm-up then cosine (or constant) learning rate."""
-    warmup = int(cfg.warmup_steps)
+    warmup = min(int(cfg.warmup_steps), total_steps // 5)  # short runs warm up less
     if cfg.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(
             0.0,

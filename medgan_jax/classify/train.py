@@ -58,7 +58,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model = build_classifier(
         config.model.name, num_outputs(task, train.num_classes), **config.model.options
     )
-    steps_per_epoch = config.steps_per_epoch or -(-len(train) // config.batch_size)
+    steps_per_epoch = config.steps_per_epoch or max(
+        -(-len(train) // config.batch_size), -(-config.min_train_steps // config.num_epochs)
+    )
     total_steps = steps_per_epoch * config.num_epochs
     tx = make_optimizer(config.optimizer, total_steps)
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)

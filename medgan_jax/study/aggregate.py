@@ -46,7 +46,7 @@ def summarise(config: ml_collections.ConfigDict, root: str, cells: dict) -> dict
                             deltas.append(value - base)
                 table[metric][name][str(size)] = {
                     **_stats(values),
-                    "delta_vs_base": _stats(deltas) if name != "base" else None,
+                    "delta_vs_base": _paired(deltas) if name != "base" else None,
                 }
     return table
 
@@ -131,6 +131,17 @@ def _quality_stats(rows: list[dict]) -> dict:
         "copies": lambda r: r["memorization"]["pixel"]["num_copies"],
     }
     return {k: _stats([f(r) for r in rows if f(r) is not None]) for k, f in pick.items()}
+
+
+def _paired(deltas: list[float]) -> dict:
+    """Stats of per-seed differences from base, with a paired t-test across seeds."""
+    out = _stats(deltas)
+    out["paired_t_p"] = None
+    if len(deltas) >= 2 and np.std(deltas) > 0:
+        from scipy.stats import ttest_1samp
+
+        out["paired_t_p"] = float(ttest_1samp(deltas, 0.0).pvalue)
+    return out
 
 
 def _stats(values: list[float]) -> dict:

@@ -197,14 +197,19 @@ def _pm(stats: dict | None, signed: bool = False) -> str:
     return f"{stats['mean']:{sign}.3f} ± {stats['std']:.3f}"
 
 
-def _p_values(tests: list, metric: str) -> list[float]:
-    """DeLong p-values of an AUC metric, one per seed (none for non-AUC metrics)."""
+def _delong(tests: list, metric: str) -> list[tuple[float, float]]:
+    """(p-value, AUC difference) of DeLong's test per seed, for an AUC metric."""
     if metric != "roc_auc" and not metric.startswith("auc:"):
         return []
-    if metric == "roc_auc":  # binary tasks have one test; others one per class
-        return [t["p_value"] for t in tests if "p_value" in t]
-    label = metric[4:]
-    return [t[label]["p_value"] for t in tests if "p_value" in t.get(label, {})]
+    if metric != "roc_auc":
+        tests = [t.get(metric[4:], {}) for t in tests]
+    return [(t["p_value"], t["difference"]) for t in tests if "p_value" in t]
+
+
+def _auc_metric(metrics: list[str]) -> str | None:
+    """The metric whose DeLong tests back the verdicts: roc_auc, else the first per-label AUC."""
+    aucs = [m for m in metrics if m == "roc_auc"] + [m for m in metrics if m.startswith("auc:")]
+    return aucs[0] if aucs else None
 
 
 def study_markdown(results: dict) -> str:
@@ -232,11 +237,15 @@ def study_markdown(results: dict) -> str:
             cells = []
             for s in sizes:
                 delta = table[name][s]["delta_vs_base"]
-                ps = _p_values(results["delong"].get(name, {}).get(s, []), metric)
-                test = f" (DeLong p: {', '.join(f'{p:.2g}' for p in ps)})" if ps else ""
-                cells.append(_pm(delta, signed=True) + test)
+                tests = _delong(results["delong"].get(name, {}).get(s, []), metric)
+                notes = [f"DeLong p: {', '.join(f'{p:.2g}' for p, _ in tests)}"] if tests else []
+                if delta and delta.get("paired_t_p") is not None:
+                    notes.append(f"paired t p: {delta['paired_t_p']:.2g}")
+                cells.append(_pm(delta, signed=True) + (f" ({'; '.join(notes)})" if notes else ""))
                 if metric == results["metrics"][0]:
-                    verdicts.append(_verdict(name, s, metric, delta, ps))
+                    auc = _auc_metric(results["metrics"])
+                    auc_tests = _delong(results["delong"].get(name, {}).get(s, []), auc or "")
+                    verdicts.append(_verdict(name, s, metric, delta, auc, auc_tests))
             lines.append(f"| {name} − base | " + " | ".join(cells) + " |")
         lines += ["", f"![{metric}](plot_{file_name(metric)}.png)", ""]
     if results.get("gan_quality"):
@@ -249,21 +258,35 @@ def study_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(name: str, size: str, metric: str, delta: dict | None, ps: list[float]) -> str:
+def _verdict(
+    name: str,
+    size: str,
+    metric: str,
+    delta: dict | None,
+    auc: str | None,
+    auc_tests: list[tuple[float, float]],
+) -> str:
+    """A plain sentence: did the method beat base, and on what evidence."""
     if not delta or delta.get("mean") is None:
         return f"- {name} at {size}: no result to compare."
     mean, std, n = delta["mean"], delta["std"], delta["n"]
-    significant = sum(p < 0.05 for p in ps)
-    tested = f"; DeLong significant (p < 0.05) in {significant} of {len(ps)} seed(s)" if ps else ""
+    evidence = [f"Δ {metric} {mean:+.3f} ± {std:.3f} over {n} seed(s)"]
+    t_p = delta.get("paired_t_p")
+    if t_p is not None:
+        evidence.append(f"paired t-test p = {t_p:.2g}")
+    wins = sum(p < 0.05 and diff > 0 for p, diff in auc_tests)
+    if auc_tests:
+        evidence.append(
+            f"DeLong ({auc}) significantly better in {wins} of {len(auc_tests)} seed(s)"
+        )
+    significant = (t_p is not None and t_p < 0.05) or (auc_tests and wins * 2 > len(auc_tests))
     if mean <= 0:
         outcome = "did **not** beat base"
-    elif n > 1 and mean <= std:
-        outcome = "did **not** clearly beat base (the gain is within seed-to-seed noise)"
-    elif ps and significant * 2 <= len(ps):
-        outcome = "did **not** significantly beat base"
+    elif not significant:
+        outcome = "was **not shown** to beat base (the gain is not distinguishable from noise)"
     else:
         outcome = "beat base"
-    return f"- **{name}** at {size}: {outcome} (Δ {metric} {mean:+.3f} ± {std:.3f}{tested})."
+    return f"- **{name}** at {size}: {outcome} ({'; '.join(evidence)})."
 
 
 def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
@@ -279,6 +302,7 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
         "| GAN | size | IS (real) | FID | KID x1e3 | MS-SSIM (real) | memorised | copies |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    warnings: list[str] = []
     for gan, by_size in quality.items():
         for s in sizes:
             q = by_size.get(s) or {}
@@ -286,12 +310,19 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
                 continue
             kid = q["kid"]
             kid_text = "n/a" if kid["mean"] is None else f"{1e3 * kid['mean']:.2f}"
+            if (q["memorised"]["mean"] or 0) > 0.9:
+                warnings.append(
+                    f"- **{gan}** at {s}: {q['memorised']['mean']:.0%} of its images are closer "
+                    "to a training image than training images are to each other: it stays "
+                    "close to its few training images (possible memorisation; look at the "
+                    "closest pairs in its quality/ folder)."
+                )
             lines.append(
                 f"| {gan} | {s} | {_pm(q['inception_score'])} ({_pm(q['inception_score_real'])})"
                 f" | {_pm(q['fid'])} | {kid_text} | {_pm(q['ms_ssim'])} "
                 f"({_pm(q['ms_ssim_real'])}) | {_pm(q['memorised'])} | {_pm(q['copies'])} |"
             )
-    return lines + [""]
+    return lines + [""] + warnings + ([""] if warnings else [])
 
 
 def metric_plot(path: str, results: dict, metric: str) -> None:

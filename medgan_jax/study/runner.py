@@ -9,7 +9,8 @@ a failing cell is recorded and the others go on.
   root/size=S/seed=K/manifest_train.csv     the real subset
   root/size=S/seed=K/gan=NAME/              GAN run (+ generated/ samples)
   root/size=S/seed=K/method=NAME/           classifier run (metrics.json, predictions)
-  root/reference_classifier/                all-data classifier: IS/FID feature network
+  root/reference_classifier/                all-data classifier for IS/FID (unless the
+                                            grid has size=all, method=base)
 """
 
 from __future__ import annotations
@@ -169,9 +170,14 @@ def generated_folder(
 
 
 def reference_classifier(config: ml_collections.ConfigDict, root: str) -> str:
-    """A base classifier on all real training data: the feature network for GAN quality."""
+    """A base classifier on all real training data: the feature network for GAN quality
+    (the grid's own all-data base cell when it has one)."""
     from medgan_jax.classify import train as classify_train
 
+    if "all" in config.sizes and "base" in config.methods:
+        cell = os.path.join(root, "size=all", f"seed={config.seeds[0]}", "method=base")
+        if os.path.exists(os.path.join(cell, "metrics.json")):
+            return cell
     workdir = os.path.join(root, "reference_classifier")
     if not os.path.exists(os.path.join(workdir, "metrics.json")):
         clf = copy.deepcopy(config.classifier)
