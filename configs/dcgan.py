@@ -57,6 +57,17 @@ def gan_config() -> ml_collections.ConfigDict:
             ada_interval=4,
             ada_adjust_kimg=500.0,
             ada_initial_p=0.0,
+            # Enlarge the GAN's training set with one filtered copy of every image per
+            # switch that is on (the CheXpert PGGAN seed); see medgan_jax/gan/filtered.py.
+            filter_copies=dict(
+                gaussian_blur=False,
+                blur_sigma=1.0,  # pixels at data.image_size
+                unsharp_mask=False,
+                unsharp_sigma=1.0,
+                unsharp_amount=1.0,  # x + amount * (x - blur(x))
+                minimum_filter=False,
+                minimum_size=3,  # window side in pixels
+            ),
         )
     )
 

@@ -4,7 +4,9 @@
       [--class_name=malignant] [--seed=0] [--step=-1]
 
 Reads the run's config.json and latest (or --step) checkpoint. The same seed gives
-the same images. DIR/manifest.json records checkpoint step, seed, class and files.
+the same images. A conditional PGGAN also takes label combinations ('Edema,Lung Lesion').
+PGGAN images are at the final resolution (a checkpoint not yet grown to it is upscaled).
+DIR/manifest.json records checkpoint step, seed, class and files.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from PIL import Image
 
 from medgan_jax import checkpoint, parallel
+from medgan_jax.gan import progressive
 from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import calibration_latents, make_generate
 from medgan_jax.gan.train import build_models
 from medgan_jax.logging import to_uint8
+from medgan_jax.models.layers import upsample_nearest
 
 
 def load_run(workdir: str, step: int = -1):
@@ -37,7 +41,28 @@ def load_run(workdir: str, step: int = -1):
     state = create_state(generator, discriminator, config.gan, image_shape, config.seed)
     step = resolve_step(workdir, step)
     state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
+    if config.gan.family == "pggan":
+        generator = _grown_generator(config, generator, discriminator, step)
     return config, generator, state.ema_params, state.g_stats, int(step), class_names
+
+
+def _grown_generator(config, generator, discriminator, step: int):
+    """PGGAN: the generator as grown by `step` (sample_batches upscales its images)."""
+    stage = progressive.Schedule.from_config(config).stage(max(step, 1))
+    if stage.resolution == generator.resolution and not stage.fading:
+        return generator
+    logging.warning(
+        "Checkpoint step %d has grown to %dx%d (alpha %.3f), not yet to the final %dx%d: "
+        "its images are upscaled (nearest neighbour).",
+        step,
+        stage.resolution,
+        stage.resolution,
+        stage.alpha,
+        generator.resolution,
+        generator.resolution,
+    )
+    g, _ = progressive.stage_models(generator, discriminator, stage.resolution, stage.fading)
+    return g.clone(alpha=stage.alpha)
 
 
 def resolve_step(workdir: str, step: int = -1) -> int:
@@ -69,20 +94,38 @@ def sample_batches(
     batch size.
     """
     config, generator, params, stats, _, class_names = load_run(workdir, step)
-    label = 0
+    labels = jnp.zeros((batch_size,), jnp.int32)
     if config.gan.conditional:
-        if class_name not in class_names:
-            raise ValueError(f"class_name='{class_name}'; this GAN knows {class_names}.")
-        label = class_names.index(class_name)
+        labels = _labels(class_name, class_names, config.gan.family, batch_size)
     calibrate, generate = map(jax.jit, make_generate(generator))
     calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
     stats = calibrate(params, stats, *calibration)
     latents = jax.jit(_latents, static_argnums=(2, 3))
     key = jax.random.PRNGKey(seed)
-    labels = jnp.full((batch_size,), label, jnp.int32)
     for start in range(0, num, batch_size):
         z = latents(key, start, batch_size, config.gan.latent_dim)
-        yield np.asarray(generate(params, stats, z, labels))[: min(batch_size, num - start)]
+        images = generate(params, stats, z, labels)
+        if images.shape[1] < config.data.image_size:  # a PGGAN not yet fully grown
+            images = upsample_nearest(images, config.data.image_size // images.shape[1])
+        yield np.asarray(images)[: min(batch_size, num - start)]
+
+
+def _labels(class_name: str, class_names: list[str], family: str, batch_size: int):
+    """Class ids for one class, or (PGGAN) a multi-hot vector for 'A,B' combinations."""
+    names = [n.strip() for n in class_name.split(",")] if class_name else [class_name]
+    unknown = [n for n in names if n not in class_names]
+    if unknown:
+        raise ValueError(f"class_name='{class_name}'; this GAN knows {class_names}.")
+    if len(names) == 1:
+        return jnp.full((batch_size,), class_names.index(names[0]), jnp.int32)
+    if family != "pggan":
+        raise ValueError(
+            f"class_name='{class_name}' combines labels; only a conditional PGGAN (multi-hot "
+            "labels) generates label combinations."
+        )
+    vector = np.zeros(len(class_names), np.float32)
+    vector[[class_names.index(n) for n in names]] = 1.0
+    return jnp.broadcast_to(jnp.asarray(vector), (batch_size, len(class_names)))
 
 
 def _latents(key: jax.Array, start: int, batch_size: int, latent_dim: int) -> jax.Array:

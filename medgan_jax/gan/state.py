@@ -34,7 +34,26 @@ def optimizers(cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransforma
     """Adam for G and D with separate learning rates and betas."""
     g = optax.adam(cfg.g_lr, b1=cfg.g_betas[0], b2=cfg.g_betas[1], eps=cfg.adam_eps)
     d = optax.adam(cfg.d_lr, b1=cfg.d_betas[0], b2=cfg.d_betas[1], eps=cfg.adam_eps)
+    if cfg.family == "pggan":  # a growth stage updates only the blocks it uses
+        return per_module(g), per_module(d)
     return g, d
+
+
+def per_module(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with its own state per top-level module of the parameters, so that an update
+    of some modules (a sub-dict of params and state) leaves the others untouched."""
+
+    def init(params):
+        return {name: tx.init(p) for name, p in params.items()}
+
+    def update(updates, state, params=None):
+        out = {
+            name: tx.update(u, state[name], None if params is None else params[name])
+            for name, u in updates.items()
+        }
+        return {k: u for k, (u, _) in out.items()}, {k: s for k, (_, s) in out.items()}
+
+    return optax.GradientTransformation(init, update)
 
 
 def create_state(

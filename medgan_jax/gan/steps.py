@@ -38,32 +38,40 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
     augment = make_augment(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
 
-    def run_d(params, stats, images, labels):
+    def run_d(params, stats, images, labels, kw):
         (logits, class_logits), new = discriminator.apply(
             {"params": params, "batch_stats": stats},
             images,
             labels,
             train=True,
             mutable=["batch_stats"],
+            **kw,
         )
         return logits, class_logits, new.get("batch_stats", stats)
 
-    def run_g(params, stats, z, labels):
+    def run_g(params, stats, z, labels, kw):
         fake, new = generator.apply(
-            {"params": params, "batch_stats": stats}, z, labels, train=True, mutable=["batch_stats"]
+            {"params": params, "batch_stats": stats},
+            z,
+            labels,
+            train=True,
+            mutable=["batch_stats"],
+            **kw,
         )
         return fake, new.get("batch_stats", stats)
 
     def class_loss(class_logits, labels):
+        if labels.ndim == 2:  # multi-hot label vectors: one sigmoid per label
+            return optax.sigmoid_binary_cross_entropy(class_logits, labels).mean()
         return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
-    def d_loss_fn(params, stats, real, fake, labels, key, p):
+    def d_loss_fn(params, stats, real, fake, labels, key, p, kw):
         k_real, k_fake, k_gp = jax.random.split(key, 3)
         real, fake = augment(real, k_real, p), augment(fake, k_fake, p)
-        real_logits, real_cls, stats = run_d(params, stats, real, labels)
-        fake_logits, fake_cls, stats = run_d(params, stats, fake, labels)
+        real_logits, real_cls, stats = run_d(params, stats, real, labels, kw)
+        fake_logits, fake_cls, stats = run_d(params, stats, fake, labels, kw)
         loss = losses.discriminator_loss(cfg.loss, real_logits, fake_logits)
-        critic = lambda x: run_d(params, stats, x, labels)[0]
+        critic = lambda x: run_d(params, stats, x, labels, kw)[0]
         if cfg.gp_weight:
             loss += cfg.gp_weight * losses.gradient_penalty(critic, real, fake, k_gp)
         if cfg.drift:
@@ -74,19 +82,20 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
             loss += cfg.acgan_weight * (class_loss(real_cls, labels) + class_loss(fake_cls, labels))
         return loss, (stats, real_logits, fake_logits)
 
-    def g_loss_fn(fake, d_params, d_stats, labels, key, p):
-        logits, cls, d_stats = run_d(d_params, d_stats, augment(fake, key, p), labels)
+    def g_loss_fn(fake, d_params, d_stats, labels, key, p, kw):
+        logits, cls, d_stats = run_d(d_params, d_stats, augment(fake, key, p), labels, kw)
         loss = losses.generator_loss(cfg.loss, logits)
         if acgan:
             loss += cfg.acgan_weight * class_loss(cls, labels)
         return loss, d_stats
 
-    def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
+    def train_step(state: GANState, batch: dict, **model_kwargs) -> tuple[GANState, dict]:
+        """One step; `model_kwargs` (e.g. PGGAN's fade-in alpha) go to both networks."""
         key = jax.random.fold_in(state.key, state.step)
-        n = cfg.n_critic
+        n, kw = cfg.n_critic, model_kwargs
         # [n * B] -> [B, n]: row groups stay on their device, so slicing needs no transfer.
         reals = batch["image"].reshape(-1, n, *batch["image"].shape[1:])
-        labels = batch["label"].reshape(-1, n)
+        labels = batch["label"].reshape(-1, n, *batch["label"].shape[1:])
         g_params, g_stats, d_params, d_stats = (
             state.g_params,
             state.g_stats,
@@ -100,18 +109,20 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
             z = jax.random.normal(k_z, (real.shape[0], cfg.latent_dim), real.dtype)
             if i == n - 1:  # keep G's pullback for the generator update
                 fake, g_pullback, g_stats = jax.vjp(
-                    lambda p, stats=g_stats, z=z, y=y: run_g(p, stats, z, y), g_params, has_aux=True
+                    lambda p, stats=g_stats, z=z, y=y: run_g(p, stats, z, y, kw),
+                    g_params,
+                    has_aux=True,
                 )
             else:
-                fake, g_stats = run_g(g_params, g_stats, z, y)
+                fake, g_stats = run_g(g_params, g_stats, z, y, kw)
             (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True
-            )(d_params, d_stats, real, jax.lax.stop_gradient(fake), y, k_d, ada_state.p)
+            )(d_params, d_stats, real, jax.lax.stop_gradient(fake), y, k_d, ada_state.p, kw)
             updates, d_opt = d_tx.update(d_grads, d_opt, d_params)
             d_params = optax.apply_updates(d_params, updates)
             ada_state = ada.accumulate(ada_state, real_logits)
         (g_loss, d_stats), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(
-            fake, d_params, d_stats, y, jax.random.fold_in(key, n), ada_state.p
+            fake, d_params, d_stats, y, jax.random.fold_in(key, n), ada_state.p, kw
         )
         (g_grads,) = g_pullback(d_fake)
         updates, g_opt = g_tx.update(g_grads, state.g_opt, g_params)
@@ -169,10 +180,13 @@ def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
     running statistics do not fit them. Like "precise BN", `calibrate(params, stats_like,
     z, labels)` recomputes them from one large batch of fixed calibration latents, so
     images stay deterministic and independent of how many are generated per call;
-    `generate(params, stats, z, labels)` then runs the generator in inference mode.
+    `generate(params, stats, z, labels, **model_kwargs)` then runs the generator in
+    inference mode. A generator without BatchNorm needs no calibration.
     """
 
     def calibrate(params, stats_like, z, labels):
+        if not jax.tree.leaves(stats_like):
+            return stats_like
         zeros = jax.tree.map(jnp.zeros_like, stats_like)
         _, new = generator.apply(
             {"params": params, "batch_stats": zeros}, z, labels, train=True, mutable=["batch_stats"]
@@ -180,8 +194,9 @@ def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
         # Starting from zeros, one update leaves (1 - momentum) * batch statistic.
         return jax.tree.map(lambda s: s / (1.0 - bn_momentum), new.get("batch_stats", {}))
 
-    def generate(params, stats, z, labels):
-        return generator.apply({"params": params, "batch_stats": stats}, z, labels, train=False)
+    def generate(params, stats, z, labels, **model_kwargs):
+        variables = {"params": params, "batch_stats": stats}
+        return generator.apply(variables, z, labels, train=False, **model_kwargs)
 
     return calibrate, generate
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Which taps of a 4-tap transposed-conv kernel feed output phase 0 / 1 (PyTorch's
 # ConvTranspose2d(k=4, s=2, p=1)): y[2m] = x[m-1] w[3] + x[m] w[1] and
@@ -121,3 +122,125 @@ class DownConv(_Conv4x4):
     """2x downsampling 4x4 conv, stride 2, padding 1 (DCGAN's discriminator conv)."""
 
     op = staticmethod(strided_conv4x4)
+
+
+# ------------------------------------------------- PGGAN layers (Karras et al. 2018)
+
+
+def equalized_scale(fan_in: int, gain: float = 2.0) -> float:
+    """He's constant sqrt(gain / fan_in), applied to N(0, 1) weights at run time."""
+    return (gain / fan_in) ** 0.5
+
+
+def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Normalises each pixel's feature vector to unit root-mean-square (the last axis)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def minibatch_stddev(x: jax.Array, group_size: int = 4, num_features: int = 1) -> jax.Array:
+    """Appends `num_features` channels holding the feature standard deviation within groups.
+
+    Groups are `group_size` consecutive examples (so a group stays on one device of a data
+    mesh); the std over a group, averaged over pixels and channels (per feature slice), is
+    broadcast to every pixel of every member.
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n)
+    if n % g or c % num_features:
+        raise ValueError(
+            f"minibatch_stddev: batch {n} must be a multiple of group size {g} and channels "
+            f"{c} of num_features {num_features}."
+        )
+    y = x.reshape(n // g, g, h, w, num_features, c // num_features).astype(jnp.float32)
+    y = jnp.sqrt(jnp.var(y, axis=1) + 1e-8)  # [M, H, W, F, C/F]
+    y = jnp.mean(y, axis=(1, 2, 4))  # [M, F]
+    y = jnp.broadcast_to(y[:, None, None, None, :], (n // g, g, h, w, num_features))
+    return jnp.concatenate([x, y.reshape(n, h, w, num_features).astype(x.dtype)], axis=-1)
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Nearest-neighbour upsampling of NHWC images by an integer factor."""
+    if factor == 1:
+        return x
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+    return x.reshape(n, h * factor, w * factor, c)
+
+
+def downsample_average(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Box-filter downsampling (mean over factor x factor blocks) of NHWC images."""
+    if factor == 1:
+        return x
+    n, h, w, c = x.shape
+    return x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+# Rows (a, tap): which of the 3 taps of a conv on the 2x nearest-upsampled map land on
+# input offsets (-1, 0) for output phase 0, and (0, +1) for phase 1.
+_UPSAMPLE_TAPS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Exactly conv3x3(SAME)(upsample_nearest(x, 2)), as four 2x2 convs at the input size.
+
+    Each output phase sees only 2x2 distinct input pixels, so summing the 3x3 taps that
+    read the same pixel gives 16/36 of the FLOPs, and only forward convolutions.
+    """
+    dims = ("NHWC", "HWIO", "NHWC")
+    taps = jnp.asarray(_UPSAMPLE_TAPS, kernel.dtype)
+    phases = []
+    for a in (0, 1):
+        for b in (0, 1):
+            k = jnp.einsum("iy,jx,yxco->ijco", taps[a], taps[b], kernel)
+            padded = jnp.pad(x, ((0, 0), (1 - a, a), (1 - b, b), (0, 0)))
+            phases.append(
+                jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=dims)
+            )
+    return depth_to_space(jnp.concatenate(phases, axis=-1))
+
+
+class EqualizedDense(nn.Module):
+    """Dense layer with N(0, 1) weights scaled by sqrt(gain / fan_in) at run time."""
+
+    features: int
+    gain: float = 2.0
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.normal(1.0), (x.shape[-1], self.features))
+        y = x @ (kernel * equalized_scale(x.shape[-1], self.gain)).astype(x.dtype)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class EqualizedConv(nn.Module):
+    """k x k SAME convolution with equalised learning rate; `upsample` first doubles the
+    input by nearest-neighbour (computed fused, see `upsample_conv3x3`)."""
+
+    features: int
+    kernel_size: int = 3
+    gain: float = 2.0
+    upsample: bool = False
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        shape = (k, k, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.normal(1.0), shape)
+        kernel = (kernel * equalized_scale(k * k * x.shape[-1], self.gain)).astype(x.dtype)
+        if self.upsample:
+            if k != 3:
+                raise ValueError(f"EqualizedConv(upsample=True) needs kernel_size 3, got {k}.")
+            y = upsample_conv3x3(x, kernel)
+        elif k == 1:  # toRGB / fromRGB: a matmul over channels
+            y = x @ kernel[0, 0]
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
