@@ -19,6 +19,7 @@ import ml_collections
 from configs import classifier as classifier_config
 from configs import dcgan as dcgan_config
 from configs import evaluate as evaluate_config
+from configs import pggan as pggan_config
 
 MINORITY = {
     "synthetic_lesions": "malignant",
@@ -56,12 +57,19 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
         "photometric",
         "classic+photometric",
         "dcgan",
+        "pggan",
+        "pggan+filtering",
         "gan+classic",
     )
     config.metrics = ("accuracy", "f1", "roc_auc", "sensitivity")
     config.synthetic_amount = "50%"  # count, % of the real training set, or 'balance'
     config.gans = ml_collections.ConfigDict()
     config.gans.dcgan = dcgan_config.get_config(data_preset)
+    config.gans.pggan = pggan_config.get_config(data_preset)
+    config.gans["pggan+filtering"] = pggan_config.get_config(data_preset)
+    config.gans["pggan+filtering"].gan.filter_copies.update(
+        gaussian_blur=True, unsharp_mask=True, minimum_filter=True
+    )
     config.gan_eval = gan_eval_config()
     if preset == "quick":
         config.data.image_size = config.data.synthetic.size = 32

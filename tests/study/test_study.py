@@ -72,3 +72,20 @@ def test_sizes_are_parsed_or_rejected():
     assert runner.size_subset("25%", 0)["fraction"] == 0.25
     with pytest.raises(ValueError, match="config.sizes item 'lots'"):
         runner.size_subset("lots", 0)
+
+
+@pytest.mark.slow
+def test_a_pggan_cell_trains_its_gan_on_the_cell_subset(tmp_path):
+    config = get_config("smoke")
+    config.sizes = ("8",)
+    config.methods = ("base", "pggan")
+    config.gan_eval.enabled = False
+    config.gans.pggan.data.image_size = 16  # the smoke PGGAN grows 4 -> 16
+    config.data.image_size = 16
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    assert results["table"]["accuracy"]["pggan"]["8"]["n"] == 1
+    generated = json.loads(
+        (tmp_path / "size=8/seed=0/gan=pggan/generated/manifest.json").read_text()
+    )
+    assert generated["num"] == 8  # 50% of the 16 real images
