@@ -59,7 +59,7 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
         "dcgan",
         "pggan",
         "pggan+filtering",
-        "gan+classic",
+        "dcgan+classic",
     )
     config.metrics = ("accuracy", "f1", "roc_auc", "sensitivity")
     config.synthetic_amount = "50%"  # count, % of the real training set, or 'balance'

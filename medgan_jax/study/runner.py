@@ -45,7 +45,7 @@ METHODS = {
     "dcgan": Method(gan="dcgan"),
     "pggan": Method(gan="pggan"),
     "pggan+filtering": Method(gan="pggan+filtering"),
-    "gan+classic": Method(augment="classic", gan="dcgan"),
+    "dcgan+classic": Method(augment="classic", gan="dcgan"),
     "bagan": Method(gan="bagan"),
 }
 
