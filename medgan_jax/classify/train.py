@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,7 @@ class NonFiniteLossError(FloatingPointError):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains (resuming from workdir) and returns the test metrics written to metrics.json."""
+    started = time.perf_counter()
     parallel.initialize_distributed()
     mesh = parallel.make_mesh(config.num_devices or None)
     is_main = jax.process_index() == 0
@@ -141,6 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = checkpoint.restore(best, best.latest_step(), state)
     test = evaluate_split(predict, state, splits["test"], task, config, mesh)
     results = {
+        "wall_seconds": time.perf_counter() - started,
         "task": task,
         "best_epoch": int(state.best_epoch) + 1,
         "early_stopping_metric": config.early_stopping.metric,

@@ -252,6 +252,18 @@ def study_markdown(results: dict) -> str:
         lines += _gan_quality_table(results["gan_quality"], sizes)
     if verdicts:
         lines += ["## Verdicts", ""] + verdicts + [""]
+    env = results.get("environment")
+    if env:
+        total = sum(v for v in results.get("wall_seconds", {}).values() if v)
+        lines += [
+            "## Environment",
+            "",
+            f"jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, numpy {env['numpy']}, "
+            f"Python {env['python']}; backend {env['backend']}, {len(env['devices'])} device(s), "
+            f"{env['processes']} process(es). Classifier training took {total / 60:.1f} min in "
+            "all (per cell: wall_seconds in results.json; GAN runs log their own time).",
+            "",
+        ]
     if results.get("failed_cells"):
         lines += ["## Failed cells", ""]
         lines += [f"- {k}: {v}" for k, v in results["failed_cells"].items()] + [""]

@@ -187,6 +187,26 @@ def reference_classifier(config: ml_collections.ConfigDict, root: str) -> str:
     return workdir
 
 
+def environment() -> dict:
+    """Versions and devices, so a table can be traced to what produced it."""
+    import platform
+
+    import flax
+    import numpy as np
+    import optax
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "processes": jax.process_count(),
+    }
+
+
 def main(config: ml_collections.ConfigDict, root: str) -> dict:
     """The whole study: grid, GAN quality, statistics, results.json, report.md, plots."""
     from medgan_jax.study import aggregate, report
@@ -197,6 +217,8 @@ def main(config: ml_collections.ConfigDict, root: str) -> dict:
     if needs_gan and config.gan_eval.enabled:
         quality = aggregate.gan_quality(config, root, reference_classifier(config, root))
     results = {
+        "environment": environment(),
+        "wall_seconds": {k: v.get("wall_seconds") for k, v in cells.items()},
         "sizes": [str(s) for s in config.sizes],
         "seeds": list(config.seeds),
         "methods": list(config.methods),
