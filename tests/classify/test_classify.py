@@ -215,3 +215,25 @@ def test_soft_labels_are_prior_probabilities_and_train(full_run, synthetic_folde
     assert (real_rows.max(1) == 1).all() and (soft[synthetic].max(1) < 1).all()
     results = train.train_and_evaluate(config, str(tmp_path))
     assert results["synthetic_images"] == 10
+
+
+def test_frozen_trunk_stays_put_while_the_head_learns():
+    config = smoke()
+    config.optimizer.update(warmup_steps=0, schedule="constant")
+    model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
+    tx = state.make_optimizer(config.optimizer, 10)
+    step = jax.jit(steps.make_train_step(model, tx, "binary", jnp.ones(2), lambda x, k: x, 1))
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+        "label": rng.integers(0, 2, 8).astype(np.int32),
+    }
+    s0 = state.create_state(model, tx, (32, 32, 3), 0, True)
+    s1, _ = step(s0, batch)  # step 0: trunk frozen
+    s2, _ = step(s1, batch)  # step 1: trunk free
+    same = lambda a, b: all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+    assert same(s0.params["trunk"], s1.params["trunk"])
+    assert not same(s0.params["head"], s1.params["head"])
+    assert not same(s1.params["trunk"], s2.params["trunk"])
