@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import side_by_side  # noqa: E402
 
 
 def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc: int = 3):
@@ -96,13 +97,6 @@ def jax_step(batch: int):
     return run
 
 
-def time_steps(step, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,23 +106,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
-    import torch
 
     sides = {"medgan_jax": jax_step(args.batch), "pytorch": torch_reference(args.batch)}
-    for step in sides.values():  # compile / warm up
-        step(), step()
-    seconds = {name: 0.0 for name in sides}
-    for _ in range(args.rounds):
-        for name, step in sides.items():
-            seconds[name] += time_steps(step, args.steps)
-    images = args.steps * args.rounds * args.batch
-    rates = {name: images / s for name, s in seconds.items()}
-    for name, rate in rates.items():
-        ms = 1000 * seconds[name] / (args.steps * args.rounds)
-        print(f"{name:10s} {rate:7.1f} images/s  ({ms:.0f} ms/step)")
-    ratio = rates["medgan_jax"] / rates["pytorch"]
-    threads = torch.get_num_threads()
-    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} thr.)")
+    rates = side_by_side.compare(sides, args.steps, args.rounds, args.batch)
+    ratio = side_by_side.print_ratio(rates)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dcgan_throughput.json"), "w") as f:
         json.dump({"images_per_s": rates, "ratio": ratio, "batch": args.batch}, f, indent=1)

@@ -20,13 +20,14 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import side_by_side  # noqa: E402
 
 
 def torch_reference(config, batch: int):
@@ -174,13 +175,6 @@ def jax_step(config, batch: int):
     return run
 
 
-def time_steps(step, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,7 +185,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="0 = the preset's final batch")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
-    import torch
 
     from configs.pggan import get_config
 
@@ -201,22 +194,10 @@ def main() -> None:
     batch = args.batch or sizes[-1]
     torch_step, (g_params, d_params) = torch_reference(config, batch)
     sides = {"medgan_jax": jax_step(config, batch), "pytorch": torch_step}
-    for step in sides.values():  # compile / warm up
-        step(), step()
-    seconds = {name: 0.0 for name in sides}
-    for _ in range(args.rounds):
-        for name, step in sides.items():
-            seconds[name] += time_steps(step, args.steps)
-    images = args.steps * args.rounds * batch
-    rates = {name: images / s for name, s in seconds.items()}
     res = config.data.image_size
     print(f"PGGAN {args.preset} at {res}x{res}, batch {batch}, G {g_params:,} / D {d_params:,}")
-    for name, rate in rates.items():
-        ms = 1000 * seconds[name] / (args.steps * args.rounds)
-        print(f"{name:10s} {rate:7.1f} images/s  ({ms:.0f} ms/step)")
-    ratio = rates["medgan_jax"] / rates["pytorch"]
-    threads = torch.get_num_threads()
-    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} thr.)")
+    rates = side_by_side.compare(sides, args.steps, args.rounds, batch)
+    ratio = side_by_side.print_ratio(rates)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "pggan_throughput.json"), "w") as f:
         result = {

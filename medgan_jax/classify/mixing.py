@@ -49,7 +49,7 @@ def synthetic_count(amount: str, real: Records, class_name: str) -> int:
 
 
 def synthetic_records(
-    cfg: ml_collections.ConfigDict, real: Records, workdir: str, image_size: int
+    cfg: ml_collections.ConfigDict, real: Records, workdir: str
 ) -> Records | None:
     """The synthetic training images `cfg` (config.synthetic) asks for, labelled."""
     if cfg.class_name not in real.class_names:

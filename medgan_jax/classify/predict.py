@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from medgan_jax import checkpoint
-from medgan_jax.classify.state import num_outputs
+from medgan_jax.classify.state import num_outputs, scores_of
 from medgan_jax.models.classifiers import HEAD, TRUNK, build_classifier
 
 
@@ -97,16 +97,10 @@ def probabilities(workdir: str, images: np.ndarray, batch_size: int = 64) -> np.
     runs: per-label probabilities [N, L])."""
     _, _, _, _, task = load_run(workdir)
     fn = make_feature_fn(workdir)
-    logits = np.concatenate(
+    probs = np.concatenate(
         [
-            np.asarray(fn(images[i : i + batch_size])["logits"])
+            np.asarray(scores_of(task, fn(images[i : i + batch_size])["logits"]))
             for i in range(0, len(images), batch_size)
         ]
-    ).astype(np.float64)
-    if task == "binary":
-        p = 1 / (1 + np.exp(-logits[:, 0]))
-        return np.stack([1 - p, p], axis=1).astype(np.float32)
-    if task == "multiclass":
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    return (1 / (1 + np.exp(-logits))).astype(np.float32)
+    ).astype(np.float32)
+    return np.stack([1 - probs, probs], axis=1) if task == "binary" else probs

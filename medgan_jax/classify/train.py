@@ -176,9 +176,7 @@ def load_splits(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Re
     """train (+ synthetic, optionally rebalanced), val and test; manifests of each."""
     train = load_split(config.data, "train")
     if config.synthetic.amount not in ("", "0"):
-        synthetic = mixing.synthetic_records(
-            config.synthetic, train, workdir, config.data.image_size
-        )
+        synthetic = mixing.synthetic_records(config.synthetic, train, workdir)
         train = mixing.mix(train, synthetic)
         if config.synthetic.labels == "soft":
             train = mixing.with_soft_labels(train, config.synthetic.prior_classifier, config.data)

@@ -16,8 +16,6 @@ flagged. Pixel distances are root-mean-square differences in the [-1, 1] image r
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +29,7 @@ def nearest_neighbours(
     references: np.ndarray,
     *,
     exclude_same_index: bool = False,
+    query_index: np.ndarray | None = None,
     batch_size: int = 256,
     reference_chunk: int = 4096,
     mesh: Mesh | None = None,
@@ -39,8 +38,8 @@ def nearest_neighbours(
 
     The search runs jit-compiled in fixed-size blocks (queries sharded over the mesh's
     `data` axis), so memory stays flat however many rows there are; the winning pair's
-    distance is then recomputed exactly on the host. With `exclude_same_index`, query i
-    never matches reference i (leave-one-out within one set).
+    distance is then recomputed exactly on the host. Leave-one-out: query i never matches
+    reference `query_index[i]` (reference i with `exclude_same_index`).
     """
     queries = _as_rows(queries, "queries")
     references = _as_rows(references, "references")
@@ -48,6 +47,9 @@ def nearest_neighbours(
         raise ValueError(
             f"queries have {queries.shape[1]} values per row, references {references.shape[1]}."
         )
+    if query_index is None:
+        query_index = np.arange(len(queries)) if exclude_same_index else np.full(len(queries), -1)
+    own = np.asarray(query_index, np.int32)
     mesh = mesh or parallel.make_mesh()
     batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
     chunk = min(reference_chunk, len(references))
@@ -60,20 +62,15 @@ def nearest_neighbours(
     for start in range(0, len(queries), batch_size):
         q = _pad_rows(queries[start : start + batch_size], batch_size)
         q = jax.device_put(q, parallel.batch_sharding(mesh))
+        q_own = np.full(batch_size, -1, np.int32)
+        q_own[: len(own[start : start + batch_size])] = own[start : start + batch_size]
+        q_own = jax.device_put(q_own, parallel.batch_sharding(mesh))
         best_d = jnp.full((batch_size,), jnp.inf)
         best_i = jnp.zeros((batch_size,), jnp.int32)
         for block_number, (block, norms) in enumerate(zip(ref_blocks, ref_norms)):
             offset = block_number * chunk
             best_d, best_i = _block_min(
-                q,
-                block,
-                norms,
-                best_d,
-                best_i,
-                start,
-                offset,
-                len(references) - offset,
-                exclude_same_index,
+                q, q_own, block, norms, best_d, best_i, offset, len(references) - offset
             )
         count = min(batch_size, len(queries) - start)
         best_index[start : start + count] = np.asarray(best_i)[:count]
@@ -81,11 +78,10 @@ def nearest_neighbours(
     return np.sqrt(np.sum(diff**2, axis=1)), best_index
 
 
-@functools.partial(jax.jit, static_argnames="exclude_same_index")
-def _block_min(
-    q, block, block_norms, best_d, best_i, q_offset, r_offset, r_valid, exclude_same_index
-):
-    """Updates the running nearest neighbour with one block of references."""
+@jax.jit
+def _block_min(q, q_own, block, block_norms, best_d, best_i, r_offset, r_valid):
+    """Updates the running nearest neighbour with one block of references (never the
+    reference `q_own` of a query; -1 excludes none)."""
     q = q.astype(jnp.float32)
     d2 = (
         jnp.sum(q * q, axis=1, keepdims=True)
@@ -93,9 +89,9 @@ def _block_min(
         - 2 * jnp.dot(q, block.astype(jnp.float32).T, precision="highest")
     )
     r_index = r_offset + jnp.arange(block.shape[0])
-    invalid = (jnp.arange(block.shape[0]) >= r_valid)[None, :]
-    if exclude_same_index:
-        invalid = invalid | ((q_offset + jnp.arange(q.shape[0]))[:, None] == r_index[None, :])
+    invalid = (jnp.arange(block.shape[0]) >= r_valid)[None, :] | (
+        q_own[:, None] == r_index[None, :]
+    )
     d2 = jnp.where(invalid, jnp.inf, d2)
     block_best = jnp.argmin(d2, axis=1)
     block_d = jnp.take_along_axis(d2, block_best[:, None], axis=1)[:, 0]
@@ -117,10 +113,7 @@ def training_reference_distances(
     if len(training) < 2:
         raise ValueError("The memorisation audit needs at least 2 training images.")
     sample = np.random.default_rng(seed).permutation(len(training))[:reference_sample]
-    reordered = np.concatenate([training[sample], np.delete(training, sample, axis=0)])
-    distances, _ = nearest_neighbours(
-        reordered[: len(sample)], reordered, exclude_same_index=True, mesh=mesh
-    )
+    distances, _ = nearest_neighbours(training[sample], training, query_index=sample, mesh=mesh)
     return distances
 
 
