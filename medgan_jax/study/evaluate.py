@@ -174,7 +174,15 @@ def evaluate_generated(
             "generated": _mean_std(fake.cat("ms_ssim")),
             "real": _mean_std(real.cat("ms_ssim")),
         },
-        "memorization": audit(fake, training, network, config, mesh),
+        "memorization": audit(
+            fake,
+            training,
+            # The reference images are the training images: reuse their features.
+            features["real"] if config.reference_split == "train" else None,
+            network,
+            config,
+            mesh,
+        ),
         # Sampling (or reading), features, MS-SSIM and the nearest-neighbour search.
         "generated_images_per_s": len(features["generated"]) / seconds,
     }
@@ -230,6 +238,7 @@ def accumulate(
 def audit(
     fake: Accumulator,
     training: np.ndarray,
+    training_features: np.ndarray | None,
     network: FeatureNetwork,
     config: ml_collections.ConfigDict,
     mesh: jax.sharding.Mesh,
@@ -240,9 +249,10 @@ def audit(
     pixel_reference = memorization.training_reference_distances(
         training_rows, reference_sample=cfg.reference_sample, seed=config.seed, mesh=mesh
     ) / np.sqrt(training_rows.shape[1])
-    training_features = np.concatenate(
-        [network(images)["features"] for images in _batches(training, network.batch_size)]
-    )
+    if training_features is None:
+        training_features = np.concatenate(
+            [network(images)["features"] for images in _batches(training, network.batch_size)]
+        )
     feature_distance, _ = memorization.nearest_neighbours(
         fake.cat("features"), training_features, mesh=mesh
     )
