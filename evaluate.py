@@ -4,6 +4,7 @@ augmentation study (configs/study.py), as the config says."""
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from medgan_jax import parallel
 from medgan_jax.study import evaluate, runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config.")
@@ -13,6 +14,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/eval", "Reports and plots go her
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    parallel.enable_compilation_cache()
     config = _CONFIG.value
     job = runner.main if "sizes" in config else evaluate.evaluate  # a study config has sizes
     job(config, _WORKDIR.value)

@@ -3,6 +3,7 @@
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from medgan_jax import parallel
 from medgan_jax.gan import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/dcgan.py", "GAN config file.")
@@ -12,6 +13,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/dcgan", "Checkpoints, logs and s
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    parallel.enable_compilation_cache()
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

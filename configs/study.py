@@ -1,7 +1,7 @@
 """The augmentation study: data sizes x methods x seeds, with honest statistics.
 
-Run (the README's main command; minutes on a laptop CPU):
-  python evaluate.py --config=configs/study.py:quick --workdir=runs/study
+Run (the README's main command; about 15 minutes on a 2-core laptop CPU):
+  python evaluate.py --config=configs/study.py:demo --workdir=runs/demo
 For every size and seed it fixes the real training subset, trains each method's GAN on
 that subset's minority class, samples it, trains the classifier per method and tests it
 on the fixed full test set. It writes report.md (tables per metric: mean ± std over
@@ -9,9 +9,19 @@ seeds, method − base with DeLong p-values, GAN quality, plain verdicts), resul
 and plot_<metric>.png. Re-running skips finished cells; adding a method or size runs
 only the new cells.
 
-Presets: quick (embedded lesions, small budget), synthetic_lesions (the skin seed's
-table shape on the embedded lesions), skin_cancer, covid_xray, chexpert (per-label AUC
-of the rare labels at dataset fractions), smoke (tests).
+Presets:
+  demo                    the README's: embedded lesions at 64x64, 400 benign and 10/50/200
+                          malignant training images (the rare class), base/classic/dcgan/
+                          dcgan+classic, GAN images balance the classes, 3 seeds; CPU.
+  quick                   a 4-minute taste at 32x32 (1 seed).
+  synthetic_lesions       the skin seed's table shape on the embedded lesions (GPU).
+  synthetic_lesions_full  every method, minority learning curve to all, 5 seeds (GPU).
+  synthetic_cxr_rare      the CheXpert seed's experiment on the embedded chest X-rays:
+                          per-label AUC of Lung Lesion, Pleural Other and Fracture at 1, 10,
+                          50 and 100% of the patients, conditional PGGAN with balance
+                          top-up (GPU).
+  skin_cancer, covid_xray, chexpert   the seeds' protocols on the real data (local copies).
+  smoke                   2 sizes x 2 methods x 2 seeds with tiny models (tests).
 """
 
 import ml_collections
@@ -23,6 +33,7 @@ from configs import pggan as pggan_config
 
 MINORITY = {
     "synthetic_lesions": "malignant",
+    "synthetic_cxr": "Lung Lesion",
     "skin_cancer": "malignant",
     "covid_xray": "COVID19",
     "chexpert": "Lung Lesion",
@@ -41,15 +52,28 @@ def gan_eval_config() -> ml_collections.ConfigDict:
     return cfg
 
 
-def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
-    data_preset = "synthetic_lesions" if preset == "quick" else preset
-    if data_preset not in MINORITY:
-        raise ValueError(f"Unknown preset '{preset}'; expected quick or one of {list(MINORITY)}.")
+DATA_PRESET = {  # study presets on another preset's data
+    "demo": "synthetic_lesions",
+    "quick": "synthetic_lesions",
+    "synthetic_lesions_full": "synthetic_lesions",
+    "synthetic_cxr_rare": "synthetic_cxr",
+}
+PRESETS = ("demo", "quick", "synthetic_lesions", "synthetic_lesions_full",
+           "synthetic_cxr_rare", "skin_cancer", "covid_xray", "chexpert", "smoke")
+
+
+def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown study preset '{preset}'; expected one of {list(PRESETS)}.")
+    data_preset = DATA_PRESET.get(preset, preset)
     config = ml_collections.ConfigDict()
     config.classifier = classifier_config.get_config(data_preset)
     config.data = config.classifier.data
     config.minority_class = MINORITY[data_preset]
-    config.sizes = ("10", "100", "200", "500", "all")  # per class, 'P%', or 'all'
+    config.sizes = ("10", "100", "200", "500", "all")  # see size_unit
+    # 'per_class': 'N' images of every class, 'P%' of each class, 'all'.
+    # 'minority': 'N' minority images, the other classes as data.subset leaves them.
+    config.size_unit = "per_class"
     config.seeds = (0, 1, 2)
     config.methods = (
         "base",
@@ -71,7 +95,9 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
         gaussian_blur=True, unsharp_mask=True, minimum_filter=True
     )
     config.gan_eval = gan_eval_config()
-    if preset == "quick":
+    if preset == "demo":
+        demo_config(config)
+    elif preset == "quick":
         config.data.image_size = config.data.synthetic.size = 32
         config.sizes = ("25", "all")
         config.seeds = (0,)
@@ -81,15 +107,59 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
         config.gans.dcgan.update(num_steps=400, batch_size=32, sample_every=400)
         config.gans.dcgan.gan.update(g_width=32, d_width=32)
         config.gan_eval.kid_subsets = 20
+    elif preset == "synthetic_lesions_full":
+        config.size_unit = "minority"
+        config.data.subset.class_counts = "benign=1000"
+        config.sizes = ("10", "50", "100", "200", "500", "all")
+        config.seeds = (0, 1, 2, 3, 4)
+        config.methods = (*config.methods, "bagan") if "bagan" in config.gans else config.methods
+        config.synthetic_amount = "balance"
+    elif preset == "synthetic_cxr_rare":
+        rare_label_config(config)
     elif preset == "chexpert":
         config.sizes = ("10%", "25%", "50%", "all")
         config.metrics = ("auc:Lung Lesion", "auc:Pleural Other", "auc:Fracture", "roc_auc")
         config.synthetic_amount = "balance"
     elif preset == "smoke":
         config.sizes = ("8", "all")
-        config.seeds = (0,)
-        config.methods = ("base", "classic", "dcgan")
+        config.seeds = (0, 1)
+        config.methods = ("base", "dcgan")
         config.classifier.update(num_epochs=1, steps_per_epoch=2)
         config.gans.dcgan.update(num_steps=2, log_every=2, sample_every=2, checkpoint_every=2)
         config.gan_eval.update(batch_size=16, kid_subsets=5)
     return config  # each GAN trains on config.data, pinned to its cell's subset
+
+
+def demo_config(config: ml_collections.ConfigDict) -> None:
+    """The README's main command: a rare-class learning curve that fits a laptop CPU.
+
+    400 benign lesions and 10, 50 or 200 malignant ones at 64x64; every GAN trains on its
+    cell's malignant images only and tops the malignant class up to 400 ('balance').
+    """
+    config.size_unit = "minority"
+    config.data.subset.class_counts = "benign=400"
+    config.sizes = ("10", "50", "200")
+    config.seeds = (0, 1, 2)
+    config.methods = ("base", "classic", "dcgan", "dcgan+classic")
+    config.metrics = ("roc_auc", "sensitivity", "balanced_accuracy", "f1")
+    config.synthetic_amount = "balance"
+    # Budget: 36 classifiers of ~2,500 images shown and 9 GANs of 12,800 fit 15 minutes on
+    # 2 CPU cores; BatchNorm makes the small CNN learn within it.
+    config.classifier.update(num_epochs=5, min_train_steps=80, batch_size=32)
+    config.classifier.model.options = dict(widths=(16, 32, 64), hidden=64, batch_norm=True)
+    config.classifier.early_stopping.patience = 5
+    dcgan = config.gans.dcgan
+    dcgan.update(num_steps=400, batch_size=32, sample_every=400, checkpoint_every=400)
+    dcgan.update(log_every=100)
+    dcgan.gan.update(g_width=16, d_width=16)
+    config.gan_eval.kid_subsets = 20
+
+
+def rare_label_config(config: ml_collections.ConfigDict) -> None:
+    """The CheXpert seed's experiment on the embedded chest X-rays (sized for a GPU)."""
+    config.sizes = ("1%", "10%", "50%", "all")
+    config.metrics = ("auc:Lung Lesion", "auc:Pleural Other", "auc:Fracture", "roc_auc")
+    config.methods = ("base", "classic", "pggan", "pggan+filtering")
+    config.synthetic_amount = "balance"
+    for name in ("pggan", "pggan+filtering"):
+        config.gans[name].gan.conditional = "acgan"  # on the multi-hot label vector

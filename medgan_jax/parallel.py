@@ -36,6 +36,21 @@ def initialize_distributed(coordinator_address: str | None = None) -> None:
         )
 
 
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Keeps compiled XLA programs on disk, so re-runs and the study's many cells (same
+    networks, new jit objects) load them instead of compiling again.
+
+    `path` defaults to $MEDGAN_JAX_XLA_CACHE or ~/.cache/medgan_jax/xla; '' disables it.
+    """
+    if path is None:
+        default = os.path.join(os.path.expanduser("~"), ".cache", "medgan_jax", "xla")
+        path = os.environ.get("MEDGAN_JAX_XLA_CACHE", default)
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
 def make_mesh(num_devices: int | None = None) -> Mesh:
     """A 1-D mesh over the first `num_devices` devices (all by default) with a `data` axis."""
     devices = jax.devices()

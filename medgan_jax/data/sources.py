@@ -8,6 +8,7 @@ and come back as a `tf.data.Dataset` from `tfds_dataset`.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -270,20 +271,37 @@ def _check_paths_exist(paths: np.ndarray, csv_path: Path, rows: np.ndarray) -> N
 # ------------------------------------------------------------------------ synthetic
 
 
+@functools.lru_cache(maxsize=6)
+def _lesion_images(num, size, seed, overlap, malignant_fraction, hair_probability, first):
+    """Rendered once per process (a study loads the same splits for every cell); the
+    arrays are read-only because every caller shares them."""
+    images, labels = synthetic.lesion_images(
+        num,
+        size=size,
+        seed=seed,
+        overlap=overlap,
+        malignant_fraction=malignant_fraction,
+        hair_probability=hair_probability,
+        first=first,
+    )
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
 def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
     """In-memory synthetic lesions or chest X-rays; splits are disjoint index ranges."""
     scfg = cfg.synthetic
     sizes = {"train": scfg.num_train, "val": scfg.num_val, "test": scfg.num_test}
     start = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}[split]
     if scfg.kind == "lesions":
-        images, labels = synthetic.lesion_images(
+        images, labels = _lesion_images(
             sizes[split],
-            size=scfg.size,
-            seed=scfg.seed,
-            overlap=scfg.overlap,
-            malignant_fraction=scfg.malignant_fraction,
-            hair_probability=scfg.hair_probability,
-            first=start,
+            scfg.size,
+            scfg.seed,
+            scfg.overlap,
+            scfg.malignant_fraction,
+            scfg.hair_probability,
+            start,
         )
         rows = range(start, start + sizes[split])
         return Records(

@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medgan_jax.models.layers import max_pool
+
 TRUNK, HEAD = "trunk", "head"
 # torchvision's ResNet/DenseNet initialisation (He normal, fan_out) for training from scratch.
 _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -55,7 +57,7 @@ class _Trunk(nn.Module):
         x = self.conv(x, 64, 7, "conv1_conv", stride=2, padding=((3, 3), (3, 3)), bias=bias)
         x = nn.relu(self.bn(x, "conv1_bn", train))
         # Keras zero-pads before the pool; after the ReLU that equals flax's -inf padding.
-        return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        return max_pool(x, 3, 2, padding=(1, 1))
 
 
 def _global_avg_pool(x: jax.Array) -> jax.Array:
@@ -76,7 +78,7 @@ class SimpleCNNTrunk(_Trunk):
             x = nn.relu(self.conv(x, width, 3, f"block{i + 1}_conv", bias=True))
             if self.batch_norm:
                 x = self.bn(x, f"block{i + 1}_bn", train)
-            x = nn.max_pool(x, (2, 2), (2, 2))
+            x = max_pool(x, 2, 2)
         if self.pooling == "avg":
             x = _global_avg_pool(x)
         elif self.pooling == "flatten":

@@ -244,3 +244,36 @@ class EqualizedConv(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
+
+
+# ------------------------------------------------------------- classifier layers
+
+
+def max_pool(
+    x: jax.Array, window: int, stride: int, padding: tuple[int, int] = (0, 0)
+) -> jax.Array:
+    """Max pooling of NHWC maps as an elementwise max of strided slices.
+
+    Equals nn.max_pool(x, (window, window), (stride, stride), ((lo, hi), (lo, hi))) in
+    value and, where a window's maximum is unique, in gradient; its gradient is
+    elementwise selects, where XLA:CPU's select-and-scatter (reduce_window's gradient) is
+    slow (1.6x on a whole SimpleCNN training step at 64x64).
+    """
+    lo, hi = padding
+    if lo or hi:
+        x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), constant_values=-jnp.inf)
+    _, h, w, _ = x.shape
+    out_h, out_w = (h - window) // stride + 1, (w - window) // stride + 1
+    if window == stride:  # non-overlapping: one reshape
+        x = x[:, : out_h * stride, : out_w * stride]
+        return x.reshape(x.shape[0], out_h, stride, out_w, stride, x.shape[-1]).max(axis=(2, 4))
+    result = None
+    for i in range(window):
+        for j in range(window):
+            part = x[
+                :,
+                i : i + stride * (out_h - 1) + 1 : stride,
+                j : j + stride * (out_w - 1) + 1 : stride,
+            ]
+            result = part if result is None else jnp.maximum(result, part)
+    return result

@@ -212,6 +212,13 @@ def _auc_metric(metrics: list[str]) -> str | None:
     return aucs[0] if aucs else None
 
 
+def size_description(results: dict) -> str:
+    """What the grid's sizes count (config.size_unit)."""
+    if results.get("size_unit") == "minority":
+        return f"real training images of the minority class ({results.get('minority_class')})"
+    return "real training images per class"
+
+
 def study_markdown(results: dict) -> str:
     """Seeds-style tables per metric, deltas with tests, GAN quality and plain verdicts."""
     sizes, methods = results["sizes"], results["methods"]
@@ -221,7 +228,7 @@ def study_markdown(results: dict) -> str:
         "",
         f"Test-set metrics, mean ± std over {n_seeds} seed(s) (seed = subset, GAN and "
         f"classifier initialisation). Synthetic images added: {results['synthetic_amount']} "
-        "(of the real training set). Sizes are real training images per class.",
+        f"(of the real training set). Sizes are {size_description(results)}.",
         "",
     ]
     verdicts = []
@@ -353,7 +360,7 @@ def metric_plot(path: str, results: dict, metric: str) -> None:
         std = np.array([0.0 if r["std"] is None else r["std"] for r in rows])
         offset = (i - (len(results["methods"]) - 1) / 2) * 0.04  # keep error bars apart
         ax.errorbar(x + offset, mean, yerr=std, marker="o", capsize=3, label=name)
-    ax.set(xticks=x, xticklabels=sizes, xlabel="real training images per class", ylabel=metric)
+    ax.set(xticks=x, xticklabels=sizes, xlabel=size_description(results), ylabel=metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -19,6 +19,7 @@ import copy
 import dataclasses
 import json
 import os
+import time
 import traceback
 
 import jax
@@ -50,17 +51,46 @@ METHODS = {
 }
 
 
+_STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    """A progress line with the time since the study started."""
+    minutes, seconds = divmod(int(time.monotonic() - _STARTED), 60)
+    print(f"[study {minutes}m{seconds:02d}s] {message}", flush=True)
+
+
 def method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"config.methods names '{name}'; known methods: {list(METHODS)}.")
     return METHODS[name]
 
 
-def size_subset(size: str, seed: int) -> dict:
-    """A data.subset update for a size: 'all', 'N' per class, or 'P%' of each class."""
+SIZE_UNITS = ("per_class", "minority")
+
+
+def size_subset(size: str, seed: int, unit: str = "per_class", minority: str = "",
+                base_counts: str = "") -> dict:
+    """A data.subset update for a size of the grid.
+
+    unit 'per_class': 'N' images of every class, 'P%' of each class, or 'all'.
+    unit 'minority': 'N' images of the minority class, the other classes as
+    `base_counts` (data.subset.class_counts, e.g. 'benign=400') leaves them; 'all' keeps
+    every minority image. This is the rare-disease learning curve.
+    """
     size = str(size).strip()
+    if unit not in SIZE_UNITS:
+        raise ValueError(f"config.size_unit='{unit}'; expected one of {SIZE_UNITS}.")
     if size == "all":
         return dict(per_class=0, fraction=1.0, seed=seed)
+    if unit == "minority":
+        if not (size.isdigit() and int(size) > 0):
+            raise ValueError(
+                f"config.sizes item '{size}'; with size_unit='minority' expected 'all' or a "
+                "count of minority images ('50')."
+            )
+        counts = ",".join(filter(None, (base_counts, f"{minority}={int(size)}")))
+        return dict(per_class=0, fraction=1.0, seed=seed, class_counts=counts)
     if size.endswith("%"):
         return dict(per_class=0, fraction=float(size[:-1]) / 100, seed=seed)
     if size.isdigit() and int(size) > 0:
@@ -77,6 +107,8 @@ def run_study(config: ml_collections.ConfigDict, root: str) -> dict:
         needed = method(name).gan
         if needed and needed not in config.gans:
             raise ValueError(f"Method '{name}' needs config.gans.{needed}, which is not set.")
+    global _STARTED
+    _STARTED = time.monotonic()
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=1))
@@ -92,7 +124,7 @@ def run_study(config: ml_collections.ConfigDict, root: str) -> dict:
                 except Exception as error:  # a failed cell must not stop the grid
                     logging.error("Cell %s failed: %s", key, traceback.format_exc())
                     cells[key] = {"error": f"{type(error).__name__}: {error}"}
-                    print(f"[study] {key} FAILED: {error}", flush=True)
+                    say(f"{key} FAILED: {error}")
     return cells
 
 
@@ -103,11 +135,15 @@ def write_subset_manifest(
     path = os.path.join(cell_root, "manifest_train.csv")
     if not os.path.exists(path):
         data = copy.deepcopy(config.data)
-        data.subset.update(size_subset(size, seed))
+        data.subset.update(
+            size_subset(
+                size, seed, config.size_unit, config.minority_class, data.subset.class_counts
+            )
+        )
         records = load_split(data, "train")
         if jax.process_index() == 0:
             subsets.write_manifest(records, path)
-        print(f"[study] size={size} seed={seed}: {records.summary()}", flush=True)
+        say(f"size={size} seed={seed}: {records.summary()}")
     return path
 
 
@@ -133,7 +169,7 @@ def run_cell(
         clf.synthetic.update(
             amount=config.synthetic_amount, class_name=config.minority_class, folder=folder
         )
-    print(f"[study] training classifier {workdir}", flush=True)
+    say(f"training classifier {workdir}")
     return classify_train.train_and_evaluate(clf, workdir)
 
 
@@ -159,7 +195,7 @@ def generated_folder(
     conditional = bool(gan_config.gan.conditional)
     if not conditional:
         gan_config.gan.classes = (config.minority_class,)
-    print(f"[study] training GAN {workdir}", flush=True)
+    say(f"training GAN {workdir}")
     gan_train.train_and_evaluate(gan_config, workdir)
     real = load_split(gan_config.data, "train")
     count = max(1, mixing.synthetic_count(config.synthetic_amount, real, config.minority_class))
@@ -182,7 +218,7 @@ def reference_classifier(config: ml_collections.ConfigDict, root: str) -> str:
     if not os.path.exists(os.path.join(workdir, "metrics.json")):
         clf = copy.deepcopy(config.classifier)
         clf.data = copy.deepcopy(config.data)
-        print(f"[study] training the reference classifier {workdir}", flush=True)
+        say(f"training the reference classifier {workdir}")
         classify_train.train_and_evaluate(clf, workdir)
     return workdir
 
@@ -215,11 +251,14 @@ def main(config: ml_collections.ConfigDict, root: str) -> dict:
     needs_gan = any(method(m).gan for m in config.methods)
     quality = {}
     if needs_gan and config.gan_eval.enabled:
+        say("measuring GAN quality (IS, FID, KID, MS-SSIM, memorisation)")
         quality = aggregate.gan_quality(config, root, reference_classifier(config, root))
     results = {
         "environment": environment(),
         "wall_seconds": {k: v.get("wall_seconds") for k, v in cells.items()},
         "sizes": [str(s) for s in config.sizes],
+        "size_unit": config.size_unit,
+        "minority_class": config.minority_class,
         "seeds": list(config.seeds),
         "methods": list(config.methods),
         "metrics": list(config.metrics),
@@ -239,4 +278,5 @@ def main(config: ml_collections.ConfigDict, root: str) -> dict:
         with open(os.path.join(root, "report.md"), "w") as f:
             f.write(text)
         print(text, flush=True)
+    say(f"done; report in {os.path.join(root, 'report.md')}")
     return results

@@ -243,3 +243,20 @@ def test_errors_name_the_offender(keras_files, tmp_path):
     h5py.File(empty, "w").close()
     with pytest.raises(ValueError, match=f"{empty} is not a Keras weights file"):
         keras_weights.read_keras_h5(empty)
+
+
+@pytest.mark.parametrize(
+    "window,stride,padding,size", [(2, 2, (0, 0), 8), (2, 2, (0, 0), 9), (3, 2, (1, 1), 9)]
+)
+def test_max_pool_equals_flax_in_value_and_gradient(window, stride, padding, size):
+    import flax.linen as nn
+
+    from medgan_jax.models.layers import max_pool
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))  # ties have measure 0
+    flax_pool = lambda v: nn.max_pool(v, (window, window), (stride, stride), (padding, padding))
+    ours = lambda v: max_pool(v, window, stride, padding)
+    np.testing.assert_array_equal(ours(x), flax_pool(x))
+    weights = jax.random.normal(jax.random.PRNGKey(1), flax_pool(x).shape)
+    grad = lambda f: jax.grad(lambda v: jnp.sum(f(v) * weights))(x)
+    np.testing.assert_allclose(grad(ours), grad(flax_pool), atol=1e-6)

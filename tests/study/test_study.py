@@ -8,7 +8,10 @@ import os
 
 import pytest
 
+import numpy as np
+
 from configs.study import get_config
+from medgan_jax.data import load_split
 from medgan_jax.study import runner
 
 
@@ -22,24 +25,50 @@ def study(tmp_path_factory):
 def test_study_writes_tables_tests_quality_and_plots(study):
     config, root, results = study
     assert not results["failed_cells"]
-    table = results["table"]["roc_auc"]
-    for name in config.methods:
-        for size in ("8", "all"):
-            assert table[name][size]["n"] == 1
-    assert table["dcgan"]["8"]["delta_vs_base"]["n"] == 1
+    assert (len(config.sizes), len(config.methods), len(config.seeds)) == (2, 2, 2)
+    for metric in config.metrics:
+        for name in config.methods:
+            for size in ("8", "all"):
+                cell = results["table"][metric][name][size]
+                assert cell["n"] == 2 and np.isfinite([cell["mean"], cell["std"]]).all()
+    assert results["table"]["roc_auc"]["dcgan"]["8"]["delta_vs_base"]["n"] == 2
     assert "p_value" in results["delong"]["dcgan"]["8"][0]
     quality = results["gan_quality"]["dcgan"]["8"]
-    assert quality["fid"]["n"] == 1 and quality["copies"]["mean"] == 0
+    assert quality["fid"]["n"] == 2 and quality["copies"]["mean"] == 0
     report = (root / "report.md").read_text()
+    assert "| method | 8 | all |" in report and "| base |" in report
     assert "| dcgan − base |" in report and "## Verdicts" in report and "DeLong p" in report
     for metric in config.metrics:
         assert (root / f"plot_{metric}.png").stat().st_size > 0
     saved = json.loads((root / "results.json").read_text())
     assert saved["sizes"] == ["8", "all"]
     # The GAN trained on exactly the cell's real subset: its manifest is the cell's.
-    cell = root / "size=8" / "seed=0"
-    gan_manifest = (cell / "gan=dcgan" / "manifest_train.csv").read_text()
-    assert gan_manifest == (cell / "manifest_train.csv").read_text()
+    for size in config.sizes:
+        for seed in config.seeds:
+            cell = root / f"size={size}" / f"seed={seed}"
+            gan_manifest = (cell / "gan=dcgan" / "manifest_train.csv").read_text()
+            assert gan_manifest == (cell / "manifest_train.csv").read_text()
+
+
+def test_gans_never_see_validation_or_test_images(study):
+    config, root, _ = study
+    held_out = {i for split in ("val", "test") for i in load_split(config.data, split).ids}
+    for manifest in root.glob("size=*/seed=*/gan=*/manifest_train.csv"):
+        ids = {line.split(",")[0] for line in manifest.read_text().splitlines()[1:]}
+        assert ids and not ids & held_out, manifest
+
+
+def test_same_preset_and_seed_give_the_same_table_bit_for_bit(tmp_path):
+    config = get_config("smoke")
+    config.sizes, config.seeds = ("8",), (0,)
+    config.gan_eval.enabled = False
+    first = runner.main(config, str(tmp_path / "first"))
+    second = runner.main(config, str(tmp_path / "second"))
+    assert first["table"] == second["table"] and first["delong"] == second["delong"]
+    for name in config.methods:
+        cell = f"size=8/seed=0/method={name}/test_predictions.npz"
+        a, b = np.load(tmp_path / "first" / cell), np.load(tmp_path / "second" / cell)
+        np.testing.assert_array_equal(a["scores"], b["scores"])
 
 
 def test_rerun_skips_done_cells_and_adding_a_method_runs_only_it(study):
@@ -50,13 +79,13 @@ def test_rerun_skips_done_cells_and_adding_a_method_runs_only_it(study):
     extended.methods = (*config.methods, "photometric")
     results = runner.main(extended, str(root))
     assert os.path.getmtime(done) == stamp
-    assert results["table"]["accuracy"]["photometric"]["all"]["n"] == 1
+    assert results["table"]["accuracy"]["photometric"]["all"]["n"] == len(config.seeds)
 
 
 def test_a_failing_cell_is_reported_and_the_rest_continue(study, tmp_path):
     config, _, _ = study
     broken = copy.deepcopy(config)
-    broken.sizes = ("8",)
+    broken.sizes, broken.seeds = ("8",), (0,)
     broken.methods = ("base", "pggan")
     broken.gans.pggan = copy.deepcopy(config.gans.dcgan)
     broken.gans.pggan.gan.family = "no-such-gan"
@@ -72,12 +101,37 @@ def test_sizes_are_parsed_or_rejected():
     assert runner.size_subset("25%", 0)["fraction"] == 0.25
     with pytest.raises(ValueError, match="config.sizes item 'lots'"):
         runner.size_subset("lots", 0)
+    with pytest.raises(ValueError, match="size_unit='minority'"):
+        runner.size_subset("10%", 0, "minority", "malignant")
+    with pytest.raises(ValueError, match="config.size_unit='rows'"):
+        runner.size_subset("10", 0, "rows")
+
+
+def test_minority_sizes_shrink_only_the_rare_class(tmp_path):
+    config = get_config("demo")
+    assert config.data.image_size == 64 and config.size_unit == "minority"
+    assert config.methods == ("base", "classic", "dcgan", "dcgan+classic")
+    assert len(config.seeds) == 3 and config.sizes == ("10", "50", "200")
+    path = runner.write_subset_manifest(config, "10", 1, str(tmp_path))
+    counts = {}
+    for line in open(path).read().splitlines()[1:]:
+        label = line.split(",")[1]
+        counts[label] = counts.get(label, 0) + 1
+    assert counts == {"benign": 400, "malignant": 10}
+
+
+@pytest.mark.parametrize("preset", ["synthetic_lesions_full", "synthetic_cxr_rare", "chexpert"])
+def test_gpu_presets_name_known_methods_and_metrics(preset):
+    config = get_config(preset)
+    for name in config.methods:
+        assert not runner.method(name).gan or runner.method(name).gan in config.gans
+    assert config.metrics
 
 
 @pytest.mark.slow
 def test_a_pggan_cell_trains_its_gan_on_the_cell_subset(tmp_path):
     config = get_config("smoke")
-    config.sizes = ("8",)
+    config.sizes, config.seeds = ("8",), (0,)
     config.methods = ("base", "pggan")
     config.gan_eval.enabled = False
     config.gans.pggan.data.image_size = 16  # the smoke PGGAN grows 4 -> 16
