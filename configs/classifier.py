@@ -73,7 +73,11 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
             prior_classifier="",  # train_classifier.py workdir for labels='soft'
         )
     )
-    config.init = ml_collections.ConfigDict(dict(checkpoint="", keras_weights=""))
+    # Starting weights: another classifier run, a Keras .h5, or (model 'gan_encoder', its
+    # options.width = bagan.width) the trunk of a BAGAN run's discriminator, fine-tuned.
+    config.init = ml_collections.ConfigDict(
+        dict(checkpoint="", keras_weights="", gan_discriminator="")
+    )
     config.freeze_trunk_epochs = 0
     config.num_devices = 0  # 0 = all
     config.log_every = 50

@@ -45,6 +45,8 @@ def gan_config() -> ml_collections.ConfigDict:
             drift=0.0,  # PGGAN's epsilon_drift (0.001)
             r1_gamma=0.0,
             acgan_weight=1.0,
+            fake_labels="data",  # class ids of fakes: the real batch's | uniform (balancing)
+            wrong_label_weight=0.0,  # BAGAN-GP: D's loss on real images with wrong labels
             g_lr=2e-4,
             d_lr=2e-4,
             g_betas=(0.5, 0.999),

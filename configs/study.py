@@ -26,6 +26,7 @@ Presets:
 
 import ml_collections
 
+from configs import bagan as bagan_config
 from configs import classifier as classifier_config
 from configs import dcgan as dcgan_config
 from configs import evaluate as evaluate_config
@@ -58,8 +59,17 @@ DATA_PRESET = {  # study presets on another preset's data
     "synthetic_lesions_full": "synthetic_lesions",
     "synthetic_cxr_rare": "synthetic_cxr",
 }
-PRESETS = ("demo", "quick", "synthetic_lesions", "synthetic_lesions_full",
-           "synthetic_cxr_rare", "skin_cancer", "covid_xray", "chexpert", "smoke")
+PRESETS = (
+    "demo",
+    "quick",
+    "synthetic_lesions",
+    "synthetic_lesions_full",
+    "synthetic_cxr_rare",
+    "skin_cancer",
+    "covid_xray",
+    "chexpert",
+    "smoke",
+)
 
 
 def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
@@ -94,6 +104,8 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     config.gans["pggan+filtering"].gan.filter_copies.update(
         gaussian_blur=True, unsharp_mask=True, minimum_filter=True
     )
+    if data_preset in bagan_config.MINORITY or data_preset == "smoke":
+        config.gans.bagan = bagan_config.get_config(data_preset)
     config.gan_eval = gan_eval_config()
     if preset == "demo":
         demo_config(config)

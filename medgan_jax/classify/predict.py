@@ -43,6 +43,22 @@ def load_run(workdir: str):
     return config, model, load_variables(workdir), names, task
 
 
+def discriminator_trunk(gan_workdir: str) -> dict:
+    """The trunk of a GAN run's discriminator (latest checkpoint) as classifier variables."""
+    mngr = checkpoint.manager(gan_workdir, 1, None)
+    step = mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"config.init.gan_discriminator: no checkpoint in {gan_workdir}.")
+    d_params = checkpoint.restore_raw(mngr, step)["d_params"]
+    mngr.close()
+    if TRUNK not in d_params:
+        raise ValueError(
+            f"config.init.gan_discriminator: the discriminator in {gan_workdir} has no "
+            f"'{TRUNK}' (only BAGAN's does; its modules are {list(d_params)})."
+        )
+    return {"params": {TRUNK: d_params[TRUNK]}, "batch_stats": {}}
+
+
 def transfer(source: dict, target: dict, where: str) -> dict:
     """`target` variables with the trunk (and the head, if its shape fits) of `source`."""
     out = {"params": dict(target["params"]), "batch_stats": dict(target["batch_stats"])}

@@ -228,6 +228,11 @@ def initialise_weights(config, model, state: ClassifierState) -> ClassifierState
         from medgan_jax.classify.predict import load_variables, transfer
 
         variables = transfer(load_variables(init.checkpoint), variables, init.checkpoint)
+    if init.gan_discriminator:
+        from medgan_jax.classify.predict import discriminator_trunk, transfer
+
+        trunk = discriminator_trunk(init.gan_discriminator)
+        variables = transfer(trunk, variables, f"{init.gan_discriminator} (its discriminator)")
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 

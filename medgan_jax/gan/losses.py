@@ -17,12 +17,28 @@ LOSSES = ("nonsaturating", "hinge", "wgan")
 
 def discriminator_loss(kind: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """D's adversarial loss, a mean over the batch."""
-    if kind == "nonsaturating":  # BCE(D(x), 1) + BCE(D(G(z)), 0)
-        return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+    return real_term(kind, real_logits) + fake_term(kind, fake_logits)
+
+
+def real_term(kind: str, logits: jax.Array) -> jax.Array:
+    """D's loss on images it should call real: BCE(D, 1), hinge, or -D (WGAN)."""
+    if kind == "nonsaturating":
+        return jnp.mean(jax.nn.softplus(-logits))
     if kind == "hinge":
-        return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+        return jnp.mean(jax.nn.relu(1.0 - logits))
     if kind == "wgan":
-        return jnp.mean(fake_logits) - jnp.mean(real_logits)
+        return -jnp.mean(logits)
+    raise ValueError(f"config.gan.loss='{kind}'; expected one of {LOSSES}.")
+
+
+def fake_term(kind: str, logits: jax.Array) -> jax.Array:
+    """D's loss on images it should call fake: BCE(D, 0), hinge, or D (WGAN)."""
+    if kind == "nonsaturating":
+        return jnp.mean(jax.nn.softplus(logits))
+    if kind == "hinge":
+        return jnp.mean(jax.nn.relu(1.0 + logits))
+    if kind == "wgan":
+        return jnp.mean(logits)
     raise ValueError(f"config.gan.loss='{kind}'; expected one of {LOSSES}.")
 
 

@@ -26,7 +26,7 @@ from medgan_jax import checkpoint, parallel
 from medgan_jax.gan import progressive
 from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import calibration_latents, make_generate
-from medgan_jax.gan.train import build_models
+from medgan_jax.gan.train import build_models, is_conditional
 from medgan_jax.logging import to_uint8
 from medgan_jax.models.layers import upsample_nearest
 
@@ -95,7 +95,7 @@ def sample_batches(
     """
     config, generator, params, stats, _, class_names = load_run(workdir, step)
     labels = jnp.zeros((batch_size,), jnp.int32)
-    if config.gan.conditional:
+    if is_conditional(config):
         labels = _labels(class_name, class_names, config.gan.family, batch_size)
     calibrate, generate = map(jax.jit, make_generate(generator))
     calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))

@@ -37,6 +37,20 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
     g_tx, d_tx = optimizers(cfg)
     augment = make_augment(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
+    num_classes = getattr(generator, "num_classes", 0)
+    if cfg.fake_labels not in ("data", "uniform"):
+        raise ValueError(f"config.gan.fake_labels='{cfg.fake_labels}'; expected data or uniform.")
+
+    def fake_labels_for(key, labels):
+        """The fakes' class ids: the real batch's, or (BAGAN) uniform over the classes."""
+        if cfg.fake_labels == "uniform" and num_classes > 1 and labels.ndim == 1:
+            return jax.random.randint(key, labels.shape, 0, num_classes, labels.dtype)
+        return labels
+
+    def wrong_labels(key, labels):
+        """Another class for every image (uniform over the other classes)."""
+        shift = jax.random.randint(key, labels.shape, 1, max(num_classes, 2), labels.dtype)
+        return (labels + shift) % max(num_classes, 2)
 
     def run_d(params, stats, images, labels, kw):
         (logits, class_logits), new = discriminator.apply(
@@ -65,11 +79,11 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
             return optax.sigmoid_binary_cross_entropy(class_logits, labels).mean()
         return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
-    def d_loss_fn(params, stats, real, fake, labels, key, p, kw):
-        k_real, k_fake, k_gp = jax.random.split(key, 3)
+    def d_loss_fn(params, stats, real, fake, labels, fake_labels, key, p, kw):
+        k_real, k_fake, k_gp, k_wrong = jax.random.split(key, 4)
         real, fake = augment(real, k_real, p), augment(fake, k_fake, p)
         real_logits, real_cls, stats = run_d(params, stats, real, labels, kw)
-        fake_logits, fake_cls, stats = run_d(params, stats, fake, labels, kw)
+        fake_logits, fake_cls, stats = run_d(params, stats, fake, fake_labels, kw)
         loss = losses.discriminator_loss(cfg.loss, real_logits, fake_logits)
         critic = lambda x: run_d(params, stats, x, labels, kw)[0]
         if cfg.gp_weight:
@@ -78,8 +92,14 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
             loss += cfg.drift * losses.drift_penalty(real_logits)
         if cfg.r1_gamma:
             loss += 0.5 * cfg.r1_gamma * losses.r1_penalty(critic, real)
+        if cfg.wrong_label_weight:  # BAGAN-GP: real images with a wrong label count as fake
+            wrong = wrong_labels(k_wrong, labels)
+            wrong_logits, _, stats = run_d(params, stats, real, wrong, kw)
+            loss += cfg.wrong_label_weight * losses.fake_term(cfg.loss, wrong_logits)
         if acgan:
-            loss += cfg.acgan_weight * (class_loss(real_cls, labels) + class_loss(fake_cls, labels))
+            loss += cfg.acgan_weight * (
+                class_loss(real_cls, labels) + class_loss(fake_cls, fake_labels)
+            )
         return loss, (stats, real_logits, fake_logits)
 
     def g_loss_fn(fake, d_params, d_stats, labels, key, p, kw):
@@ -104,25 +124,36 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
         )
         d_opt, ada_state = state.d_opt, state.ada
         for i in range(n):
-            k_z, k_d = jax.random.split(jax.random.fold_in(key, i))
+            k_z, k_d, k_y = jax.random.split(jax.random.fold_in(key, i), 3)
             real, y = reals[:, i], labels[:, i]
+            y_fake = fake_labels_for(k_y, y)
             z = jax.random.normal(k_z, (real.shape[0], cfg.latent_dim), real.dtype)
             if i == n - 1:  # keep G's pullback for the generator update
                 fake, g_pullback, g_stats = jax.vjp(
-                    lambda p, stats=g_stats, z=z, y=y: run_g(p, stats, z, y, kw),
+                    lambda p, stats=g_stats, z=z, y=y_fake: run_g(p, stats, z, y, kw),
                     g_params,
                     has_aux=True,
                 )
             else:
-                fake, g_stats = run_g(g_params, g_stats, z, y, kw)
+                fake, g_stats = run_g(g_params, g_stats, z, y_fake, kw)
             (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True
-            )(d_params, d_stats, real, jax.lax.stop_gradient(fake), y, k_d, ada_state.p, kw)
+            )(
+                d_params,
+                d_stats,
+                real,
+                jax.lax.stop_gradient(fake),
+                y,
+                y_fake,
+                k_d,
+                ada_state.p,
+                kw,
+            )
             updates, d_opt = d_tx.update(d_grads, d_opt, d_params)
             d_params = optax.apply_updates(d_params, updates)
             ada_state = ada.accumulate(ada_state, real_logits)
         (g_loss, d_stats), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(
-            fake, d_params, d_stats, y, jax.random.fold_in(key, n), ada_state.p, kw
+            fake, d_params, d_stats, y_fake, jax.random.fold_in(key, n), ada_state.p, kw
         )
         (g_grads,) = g_pullback(d_fake)
         updates, g_opt = g_tx.update(g_grads, state.g_opt, g_params)

@@ -15,29 +15,49 @@ from absl import logging
 
 from medgan_jax import checkpoint, parallel
 from medgan_jax.data import DataError, Records, load_split, pipeline
+from medgan_jax.gan import bagan as bagan_stage
 from medgan_jax.gan import filtered, progressive
 from medgan_jax.gan.state import GANState, create_state, optimizers
 from medgan_jax.gan.steps import calibration_latents, make_generate, make_train_step
 from medgan_jax.logging import MetricWriter, Progress, save_image_grid
-from medgan_jax.models import dcgan, pggan
+from medgan_jax.models import bagan, dcgan, pggan
 
-FAMILIES = ("dcgan", "pggan")
+FAMILIES = ("dcgan", "pggan", "bagan")
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or inf; the message names the step."""
 
 
+def is_conditional(config: ml_collections.ConfigDict) -> bool:
+    """Whether the generator takes class labels (BAGAN always does)."""
+    return bool(config.gan.conditional) or config.gan.family == "bagan"
+
+
 def build_models(config: ml_collections.ConfigDict, num_classes: int):
     """(generator, discriminator) of `config.gan.family`."""
     g, data = config.gan, config.data
-    conditional_classes = num_classes if g.conditional else 0
+    conditional_classes = num_classes if is_conditional(config) else 0
     if g.family not in FAMILIES:
         raise ValueError(f"config.gan.family='{g.family}'; expected one of {FAMILIES}.")
     if g.conditional not in ("", "projection", "acgan"):
         raise ValueError(
             f"config.gan.conditional='{g.conditional}'; expected '', 'projection' or 'acgan'."
         )
+    if g.family == "bagan":
+        b = config.bagan
+        generator = bagan.Generator(
+            resolution=data.image_size,
+            channels=data.channels,
+            width=b.width,
+            latent_dim=g.latent_dim,
+            num_classes=num_classes,
+            latent_sampling=b.latent_sampling,
+        )
+        discriminator = bagan.Discriminator(
+            resolution=data.image_size, width=b.width, num_classes=num_classes
+        )
+        return generator, discriminator
     if g.family == "pggan":
         p = config.pggan
         generator = pggan.Generator(
@@ -218,8 +238,26 @@ def num_training_steps(config: ml_collections.ConfigDict) -> int:
 def _gan_labels(records: Records, config: ml_collections.ConfigDict) -> Records:
     """Class ids for conditional GANs, multi-hot vectors for conditional PGGAN on
     multi-label data, zeros otherwise."""
-    keep = config.gan.conditional and (not records.multi_label or config.gan.family == "pggan")
+    if config.gan.family == "bagan" and records.multi_label:
+        raise DataError(
+            "BAGAN-GP needs one class per image; multi-label data (CheXpert) trains the "
+            "conditional PGGAN (configs/pggan.py) instead."
+        )
+    keep = is_conditional(config) and (not records.multi_label or config.gan.family == "pggan")
     return records if keep else records.replace_labels(np.zeros(len(records), np.int32))
+
+
+def _from_autoencoder(config, workdir, records: Records, mesh, state: GANState) -> GANState:
+    """BAGAN: trains (or restores) the autoencoder, then initialises G and D from it."""
+    autoencoder = bagan_stage.train_autoencoder(config, workdir, records, mesh)
+    class_stats = None
+    if config.bagan.latent_sampling == "class_gaussian":
+        latents, labels = bagan_stage.labelled_latents(config, autoencoder, records, mesh)
+        class_stats = bagan_stage.fit_class_gaussians(latents, labels, records.num_classes)
+    state = bagan_stage.initialise_gan(
+        state, autoencoder, class_stats, config.bagan.init_discriminator
+    )
+    return jax.device_put(state, parallel.replicated(mesh))
 
 
 def _check_finite(state: GANState, metrics: dict) -> None:
@@ -253,6 +291,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
     state = initial_state(config, generator, discriminator, mesh)
     ckpt = checkpoint.manager(workdir, config.checkpoint_every, config.keep_checkpoints)
     state, start = checkpoint.restore_latest(ckpt, state)
+    if config.gan.family == "bagan" and start == 0:  # a fresh run starts from its autoencoder
+        state = _from_autoencoder(config, workdir, records, mesh, state)
     num_steps = num_training_steps(config)
     writer = MetricWriter(workdir, enabled=is_main)
     metrics = {}

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medgan_jax.models.bagan import encoder_features
 from medgan_jax.models.layers import max_pool
 
 TRUNK, HEAD = "trunk", "head"
@@ -88,6 +89,17 @@ class SimpleCNNTrunk(_Trunk):
         if self.hidden:
             x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(x))
         return x.astype(jnp.float32)
+
+
+class GANEncoderTrunk(_Trunk):
+    """BAGAN's encoder/discriminator conv stack (flattened 4x4 features), so a classifier
+    can start from a trained discriminator (config.init.gan_discriminator)."""
+
+    width: int = 64
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return encoder_features(x, self.width).astype(jnp.float32)
 
 
 class ResNet18Trunk(_Trunk):
@@ -234,11 +246,23 @@ class DenseNet121(Classifier):
     trunk_cls = DenseNet121Trunk
 
 
+class GANEncoder(Classifier):
+    """A BAGAN discriminator's trunk with a fresh head (semi-supervised start)."""
+
+    width: int = 64
+    dropout_rate: float = 0.5
+    trunk_cls = GANEncoderTrunk
+
+    def trunk_fields(self) -> dict[str, Any]:
+        return {"width": self.width}
+
+
 CLASSIFIERS: dict[str, type[Classifier]] = {
     "simple_cnn": SimpleCNN,
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "densenet121": DenseNet121,
+    "gan_encoder": GANEncoder,
 }
 
 

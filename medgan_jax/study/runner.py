@@ -69,8 +69,9 @@ def method(name: str) -> Method:
 SIZE_UNITS = ("per_class", "minority")
 
 
-def size_subset(size: str, seed: int, unit: str = "per_class", minority: str = "",
-                base_counts: str = "") -> dict:
+def size_subset(
+    size: str, seed: int, unit: str = "per_class", minority: str = "", base_counts: str = ""
+) -> dict:
     """A data.subset update for a size of the grid.
 
     unit 'per_class': 'N' images of every class, 'P%' of each class, or 'all'.
@@ -192,7 +193,7 @@ def generated_folder(
     gan_config.seed = seed
     gan_config.data = copy.deepcopy(config.data)
     gan_config.data.subset.manifest = manifest
-    conditional = bool(gan_config.gan.conditional)
+    conditional = gan_train.is_conditional(gan_config)
     if not conditional:
         gan_config.gan.classes = (config.minority_class,)
     say(f"training GAN {workdir}")

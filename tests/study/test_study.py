@@ -143,3 +143,19 @@ def test_a_pggan_cell_trains_its_gan_on_the_cell_subset(tmp_path):
         (tmp_path / "size=8/seed=0/gan=pggan/generated/manifest.json").read_text()
     )
     assert generated["num"] == 8  # 50% of the 16 real images
+
+
+@pytest.mark.slow
+def test_a_bagan_cell_trains_on_every_class_and_samples_the_minority(tmp_path):
+    config = get_config("smoke")
+    config.sizes, config.seeds = ("8",), (0,)
+    config.methods = ("base", "bagan")
+    config.gan_eval.enabled = False
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    cell = tmp_path / "size=8/seed=0"
+    assert (cell / "gan=bagan/manifest_train.csv").read_text() == (
+        cell / "manifest_train.csv"
+    ).read_text()  # both classes, exactly the cell's images
+    generated = json.loads((cell / "gan=bagan/generated/manifest.json").read_text())
+    assert generated["class_name"] == "malignant" and generated["num"] == 8
