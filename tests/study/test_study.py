@@ -6,9 +6,8 @@ import copy
 import json
 import os
 
-import pytest
-
 import numpy as np
+import pytest
 
 from configs.study import get_config
 from medgan_jax.data import load_split
