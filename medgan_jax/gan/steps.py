@@ -80,7 +80,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
         return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
     def d_loss_fn(params, stats, real, fake, labels, fake_labels, key, p, kw):
-        k_real, k_fake, k_gp, k_wrong = jax.random.split(key, 4)
+        k_real, k_fake, k_gp = jax.random.split(key, 3)
         real, fake = augment(real, k_real, p), augment(fake, k_fake, p)
         real_logits, real_cls, stats = run_d(params, stats, real, labels, kw)
         fake_logits, fake_cls, stats = run_d(params, stats, fake, fake_labels, kw)
@@ -93,7 +93,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
         if cfg.r1_gamma:
             loss += 0.5 * cfg.r1_gamma * losses.r1_penalty(critic, real)
         if cfg.wrong_label_weight:  # BAGAN-GP: real images with a wrong label count as fake
-            wrong = wrong_labels(k_wrong, labels)
+            wrong = wrong_labels(jax.random.fold_in(key, 1), labels)
             wrong_logits, _, stats = run_d(params, stats, real, wrong, kw)
             loss += cfg.wrong_label_weight * losses.fake_term(cfg.loss, wrong_logits)
         if acgan:
@@ -124,9 +124,10 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
         )
         d_opt, ada_state = state.d_opt, state.ada
         for i in range(n):
-            k_z, k_d, k_y = jax.random.split(jax.random.fold_in(key, i), 3)
+            # k_z and k_d as in earlier releases, so their runs reproduce exactly.
+            k_z, k_d = jax.random.split(jax.random.fold_in(key, i))
             real, y = reals[:, i], labels[:, i]
-            y_fake = fake_labels_for(k_y, y)
+            y_fake = fake_labels_for(jax.random.fold_in(k_z, 1), y)
             z = jax.random.normal(k_z, (real.shape[0], cfg.latent_dim), real.dtype)
             if i == n - 1:  # keep G's pullback for the generator update
                 fake, g_pullback, g_stats = jax.vjp(
