@@ -5,6 +5,8 @@ Run (after the runs the README's "Evaluating" section lists: the DCGAN in
 runs/dcgan_readme, SimpleCNN on all data in runs/clf_all and on 100 images per class in
 runs/clf_100):
   python evaluate.py --config=configs/evaluate.py:synthetic_lesions --workdir=runs/eval
+or, after the README's BAGAN-GP and class-conditional DCGAN runs (5% malignant),
+  python evaluate.py --config=configs/evaluate.py:balancing --workdir=runs/eval_balancing
 It writes metrics.json, report.md (also printed), roc.png and, per generated set,
 NAME/sample_grid.png (generated above, real below) and NAME/closest_pairs.png (each
 generated image above its nearest training image).
@@ -55,6 +57,11 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
         config.generated.dcgan = generated_set("runs/dcgan_readme", "malignant")
         config.classifiers.all_data = "runs/clf_all"
         config.classifiers.per_class_100 = "runs/clf_100"
+    elif preset == "balancing":  # BAGAN-GP vs a class-conditional DCGAN, 5% malignant
+        for name, workdir in (("bagan", "runs/bagan_readme"), ("cdcgan", "runs/cdcgan_readme")):
+            for class_name in ("malignant", "benign"):
+                config.generated[f"{name}_{class_name}"] = generated_set(workdir, class_name)
+        config.reference_split = "test"  # the GANs saw only ~55 malignant training images
     elif preset == "smoke":  # tests fill in the paths
         config.generated.dcgan = generated_set("", "malignant", num=64)
         config.classifiers.baseline = ""
@@ -63,5 +70,7 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
         config.kid_subsets = 10
         config.bootstrap.n_resamples = 100
     else:
-        raise ValueError(f"Unknown preset '{preset}'; expected synthetic_lesions or smoke.")
+        raise ValueError(
+            f"Unknown preset '{preset}'; expected synthetic_lesions, balancing or smoke."
+        )
     return config
