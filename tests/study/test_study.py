@@ -158,3 +158,24 @@ def test_a_bagan_cell_trains_on_every_class_and_samples_the_minority(tmp_path):
     ).read_text()  # both classes, exactly the cell's images
     generated = json.loads((cell / "gan=bagan/generated/manifest.json").read_text())
     assert generated["class_name"] == "malignant" and generated["num"] == 8
+
+
+@pytest.mark.slow
+def test_the_rare_label_study_runs_on_tiny_chest_xrays(tmp_path):
+    config = get_config("synthetic_cxr_rare")
+    config.data.synthetic.update(num_train=160, num_val=40, num_test=80, size=64)
+    config.data.image_size = 16
+    config.sizes, config.seeds, config.methods = ("50%",), (0,), ("base", "pggan")
+    config.classifier.update(num_epochs=1, steps_per_epoch=2, min_train_steps=0)
+    pggan = get_config("smoke").gans.pggan  # the tiny 4 -> 16 PGGAN
+    pggan.gan.update(conditional="acgan", classes=())
+    config.gans.pggan = pggan
+    config.gan_eval.enabled = False
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"], results["failed_cells"]
+    generated = json.loads(
+        (tmp_path / "size=50%/seed=0/gan=pggan/generated/manifest.json").read_text()
+    )
+    assert generated["class_name"] == "Lung Lesion"
+    for metric in config.metrics:
+        assert results["table"][metric]["pggan"]["50%"]["n"] in (0, 1)
