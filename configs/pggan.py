@@ -19,8 +19,8 @@ conditional on the multi-hot label vector), smoke (4 -> 16 in seconds). Publishe
 WGAN-GP (lambda 10, drift 0.001), Adam 1e-3 (0, 0.99, 1e-8), EMA 0.999, fmap_base 8192,
 fmap_max 512, latent 512, minibatch-stddev group 4, 600k + 600k images per resolution.
 The 256x256 presets are sized for a GPU. On a 2-core CPU use synthetic_lesions: 200k
-images (8,125 steps), an estimated 80-100 minutes here (measured 4x4 ~900 img/s, 8x8 ~165,
-16x16 ~70, 32x32 ~40, 64x64 ~22 img/s).
+images (8,125 steps); the README's run stops at 7,000 (182k images) and trained at about
+43 img/s at 64x64 on this machine.
 """
 
 import ml_collections
