@@ -124,7 +124,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         config.data.subset.class_counts = "benign=1000"
         config.sizes = ("10", "50", "100", "200", "500", "all")
         config.seeds = (0, 1, 2, 3, 4)
-        config.methods = (*config.methods, "bagan") if "bagan" in config.gans else config.methods
+        config.methods = (*config.methods, "bagan")
         config.synthetic_amount = "balance"
     elif preset == "synthetic_cxr_rare":
         rare_label_config(config)
