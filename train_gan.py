@@ -1,4 +1,4 @@
-"""Trains a GAN (see configs/dcgan.py or configs/pggan.py for the command and what it writes)."""
+"""Trains a GAN (configs/dcgan.py, pggan.py or bagan.py say the command and what it writes)."""
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -96,7 +96,7 @@ def train_autoencoder(
     b = config.bagan
     model, tx = build_autoencoder(config, records.num_classes), _optimizer(b)
     state = _initial_state(model, tx, config, mesh)
-    ckpt = checkpoint.manager(workdir, b.autoencoder_steps, 1, subdir="autoencoder/checkpoints")
+    ckpt = checkpoint.manager(workdir, config.checkpoint_every, 1, subdir="autoencoder/checkpoints")
     state, start = checkpoint.restore_latest(ckpt, state)
     if start >= b.autoencoder_steps:
         ckpt.close()
@@ -132,7 +132,8 @@ def train_autoencoder(
             writer.write(step, {"reconstruction_mae": loss})
             if is_main:
                 print("autoencoder " + progress.line(step, {"mae": loss}), flush=True)
-    checkpoint.save(ckpt, b.autoencoder_steps, state, force=True)
+        if step % config.checkpoint_every == 0 or step == b.autoencoder_steps:
+            checkpoint.save(ckpt, step, state, force=True)
     ckpt.wait_until_finished()
     ckpt.close()
     writer.close()

@@ -38,6 +38,10 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
     augment = make_augment(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
     num_classes = getattr(generator, "num_classes", 0)
+    if cfg.wrong_label_weight and num_classes < 2:
+        raise ValueError(
+            "config.gan.wrong_label_weight needs a class-conditional GAN with 2+ classes."
+        )
     if cfg.fake_labels not in ("data", "uniform"):
         raise ValueError(f"config.gan.fake_labels='{cfg.fake_labels}'; expected data or uniform.")
 
