@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from medgan_jax.models.layers import DownConv, UpConv
+from medgan_jax.models.layers import BatchNorm, DownConv, UpConv
 
 _INIT = nn.initializers.normal(0.02)
 
@@ -21,9 +21,9 @@ def _num_stages(resolution: int) -> int:
     return stages
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
+def _batch_norm(train: bool) -> BatchNorm:
     # momentum 0.9 == PyTorch's BatchNorm2d(momentum=0.1).
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
 
 class Generator(nn.Module):

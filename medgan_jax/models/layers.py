@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -277,3 +279,81 @@ def max_pool(
             ]
             result = part if result is None else jnp.maximum(result, part)
     return result
+
+
+# ------------------------------------------------------------------- BatchNorm
+
+
+def _column_sums(a: jax.Array) -> jax.Array:
+    """Sums of [..., C] over every axis but the last, as a dot with a ones vector.
+
+    XLA:CPU runs such a dot 4-8x faster than the equivalent reduce (which it rewrites
+    into a slow reduce-window); on GPU/TPU both are fast.
+    """
+    a = a.reshape(-1, a.shape[-1])
+    return jnp.ones((a.shape[0],), a.dtype) @ a
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float):
+    """Training-mode BatchNorm over every axis but the last: (y, batch mean, batch var).
+
+    The same numbers as flax's nn.BatchNorm (E[x^2] - E[x]^2 variance clipped at 0,
+    y = (x - mean) * scale * rsqrt(var + eps) + bias), with every reduction of the
+    forward and backward pass computed by `_column_sums`.
+    """
+    return _batch_norm_forward(x, scale, bias, epsilon)[0]
+
+
+def _batch_norm_forward(x, scale, bias, epsilon):
+    rows = x.size // x.shape[-1]
+    mean = _column_sums(x) / rows
+    var = jnp.maximum(0.0, _column_sums(x * x) / rows - mean * mean)
+    inv = jax.lax.rsqrt(var + epsilon)
+    y = (x - mean) * (inv * scale) + bias
+    return (y, mean, var), (x, mean, inv, scale)
+
+
+def _batch_norm_backward(epsilon, residuals, cotangents):
+    x, mean, inv, scale = residuals
+    dy, d_mean, d_var = cotangents
+    rows = x.size // x.shape[-1]
+    x_hat = (x - mean) * inv
+    d_bias = _column_sums(dy)
+    d_scale = _column_sums(dy * x_hat)
+    # d/dx of the normalised output, with the batch statistics' own dependence on x;
+    # then the direct use of the returned mean and variance (running averages).
+    dx = (inv * scale) * (dy - (d_bias + x_hat * d_scale) / rows)
+    dx = dx + d_mean / rows + d_var * (2.0 / rows) * (x - mean)
+    return dx, d_scale, d_bias
+
+
+batch_norm_train.defvjp(_batch_norm_forward, _batch_norm_backward)
+
+
+class BatchNorm(nn.Module):
+    """Drop-in for nn.BatchNorm over the last axis (same parameter and statistic names,
+    same numbers to float rounding), with reductions that are fast on XLA:CPU.
+
+    `momentum` weighs the running average as in flax: 0.9 == PyTorch's momentum 0.1.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        if self.use_running_average:
+            inv = jax.lax.rsqrt(ra_var.value + self.epsilon)
+            return (x - ra_mean.value) * (inv * scale) + bias
+        y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y

@@ -1,7 +1,8 @@
-"""The sub-pixel layers equal the transposed / strided convolutions they replace."""
+"""The fast layers equal the flax ops and convolutions they replace."""
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,3 +74,35 @@ def test_dcgan_shapes(resolution, channels):
     assert logits.shape == (2,) and classes.shape == (2, 3)
     with pytest.raises(ValueError, match="power of two >= 8, got 48"):
         dcgan.Generator(resolution=48).init(jax.random.PRNGKey(0), z, None)
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 5, 16), (6, 3)])
+def test_batch_norm_equals_flax_in_value_gradient_and_statistics(shape):
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(2.0, 3.0, shape).astype(np.float32))
+    weights = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    features = shape[-1]
+    params = {"scale": jnp.linspace(0.5, 2.0, features), "bias": jnp.linspace(-1, 1, features)}
+    stats = {"mean": jnp.linspace(-1, 1, features), "var": jnp.linspace(0.5, 3, features)}
+
+    def run(module_cls, train):
+        module = module_cls(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+        def loss(params, x):
+            y, new = module.apply(
+                {"params": params, "batch_stats": stats}, x, mutable=["batch_stats"]
+            )
+            # The running statistics feed the loss too, so their gradient path is tested.
+            extra = sum(jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(new)) if train else 0.0
+            return jnp.sum(jnp.sin(y) * weights) + extra, (y, new)
+
+        (value, (y, new)), grads = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, x)
+        init = module.init(jax.random.PRNGKey(0), x)
+        return value, y, new, grads, init
+
+    for train in (True, False):
+        ours, flax_ = run(layers.BatchNorm, train), run(nn.BatchNorm, train)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_)):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+        # Same parameter and statistic names as flax, so checkpoints stay compatible.
+        assert jax.tree.structure(ours[-1]) == jax.tree.structure(flax_[-1])
