@@ -36,6 +36,23 @@ def test_subpixel_equals_transposed_convolution(shape, c_out):
         x, w[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     np.testing.assert_allclose(out, np.asarray(xla), atol=1e-4)
+    # Gradients (the four-phase path has its own kernel-gradient rule) equal XLA's too.
+    weights = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
+    ours = lambda x, w: jnp.sum(jnp.sin(layers.subpixel_conv_transpose(x, w)) * weights)
+    theirs = lambda x, w: jnp.sum(
+        jnp.sin(
+            jax.lax.conv_transpose(
+                x,
+                w[::-1, ::-1],
+                (2, 2),
+                ((2, 2), (2, 2)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        )
+        * weights
+    )
+    for g, e in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(theirs, (0, 1))(x, w)):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
 def test_strided_conv_equals_lax_convolution_and_gradients_match():
