@@ -137,20 +137,36 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return _subpixel_phases_fast_grad(x, kernel)
 
 
-def strided_conv4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Exactly Conv2d(kernel 4, stride 2, padding 1), as space-to-depth + a 2x2 conv.
-
-    The rewrite keeps the FLOPs and avoids strided convolutions, whose input gradient
-    (a transposed convolution) is slow on XLA:CPU.
-    """
-    k_in, c_out = kernel.shape[2], kernel.shape[3]
-    # kernel[2p + a, 2q + b] -> 2x2 kernel over the space-to-depth channels (a, b, C).
-    folded = kernel.reshape(2, 2, 2, 2, k_in, c_out).transpose(0, 2, 1, 3, 4, 5)
-    folded = folded.reshape(2, 2, 4 * k_in, c_out)
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+def _strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(
-        space_to_depth(padded), folded, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
+
+
+@jax.custom_vjp
+def strided_conv4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Exactly Conv2d(kernel 4, stride 2, padding 1) on NHWC input, kernel [4, 4, C_in, C_out].
+
+    Forward and kernel gradient are XLA's own strided convolution. The input gradient,
+    a transposed convolution that XLA:CPU computes slowly, is the sub-pixel
+    `subpixel_conv_transpose` of the output gradient with the in/out-swapped kernel.
+    """
+    return _strided_conv(x, kernel)
+
+
+def _strided_conv_backward(residuals, dy):
+    x, kernel = residuals
+    # An odd input size's last row/column is read by the last output only: a zero row
+    # after dy lets the transposed conv reach it; the crop drops the row beyond x.
+    h_odd, w_odd = x.shape[1] % 2, x.shape[2] % 2
+    dy_padded = jnp.pad(dy, ((0, 0), (0, h_odd), (0, w_odd), (0, 0)))
+    dx = subpixel_conv_transpose(dy_padded, jnp.swapaxes(kernel, 2, 3))
+    dx = dx[:, : x.shape[1], : x.shape[2]]
+    (d_kernel,) = jax.vjp(lambda k: _strided_conv(x, k), kernel)[1](dy)
+    return dx.astype(x.dtype), d_kernel
+
+
+strided_conv4x4.defvjp(lambda x, k: (_strided_conv(x, k), (x, k)), _strided_conv_backward)
 
 
 class _Conv4x4(nn.Module):

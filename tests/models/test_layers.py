@@ -55,10 +55,13 @@ def test_subpixel_equals_transposed_convolution(shape, c_out):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
-def test_strided_conv_equals_lax_convolution_and_gradients_match():
+@pytest.mark.parametrize("shape, c_out", [((2, 8, 6, 3), 4), ((2, 7, 5, 3), 20)])
+def test_strided_conv_equals_lax_convolution_and_gradients_match(shape, c_out):
+    # Its input gradient is a sub-pixel transposed conv: c_out 4 takes the 3x3 path, 20
+    # the four-phase path; odd sizes need one more row/column of the transposed conv.
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(2, 8, 6, 3)).astype(np.float32))
-    w = jnp.asarray(rng.normal(size=(4, 4, 3, 4)).astype(np.float32))
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(4, 4, shape[-1], c_out)).astype(np.float32))
 
     def reference(x, w):
         return jax.lax.conv_general_dilated(
