@@ -362,7 +362,7 @@ def _column_sums(a: jax.Array) -> jax.Array:
     XLA:CPU runs such a dot 4-8x faster than the equivalent reduce (which it rewrites
     into a slow reduce-window); on GPU/TPU both are fast.
     """
-    a = a.reshape(-1, a.shape[-1])
+    a = a.reshape(-1, a.shape[-1]).astype(jnp.promote_types(a.dtype, jnp.float32))
     return jnp.ones((a.shape[0],), a.dtype) @ a
 
 
