@@ -98,9 +98,12 @@ def _subpixel_phases_backward(residuals, dy):
     taps = {}
     for a in (0, 1):
         for b in (0, 1):
-            lhs = jnp.pad(x_t, ((0, 0), (1 - a, a), (1 - b, b), (0, 0)))
             grad = jax.lax.conv_general_dilated(
-                lhs, dy_t[a, b], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+                _phase_inputs(x_t, a, b),  # pads axes 1, 2: H, W in this layout too
+                dy_t[a, b],
+                (1, 1),
+                "VALID",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )  # [C, 2, 2, D]: the gradient of _phase_taps(kernel, a, b)
             for p in (0, 1):
                 for q in (0, 1):
