@@ -25,7 +25,7 @@ def transposed_conv_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("shape, c_out", [((2, 4, 4, 3), 5), ((1, 5, 7, 2), 24)])
 def test_subpixel_equals_transposed_convolution(shape, c_out):
-    # c_out 5 takes the one-3x3-conv path, 24 the four-2x2-convs path.
+    # c_out 5 takes the one-combined-conv path, 24 the four-2x2-convs path.
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(np.float32)
     w = rng.normal(size=(4, 4, shape[-1], c_out)).astype(np.float32)
@@ -36,7 +36,7 @@ def test_subpixel_equals_transposed_convolution(shape, c_out):
         x, w[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     np.testing.assert_allclose(out, np.asarray(xla), atol=1e-4)
-    # Gradients (the four-phase path has its own kernel-gradient rule) equal XLA's too.
+    # Gradients (both paths have their own rules: strided conv, phase kernel grads) too.
     weights = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
     ours = lambda x, w: jnp.sum(jnp.sin(layers.subpixel_conv_transpose(x, w)) * weights)
     theirs = lambda x, w: jnp.sum(
@@ -57,7 +57,7 @@ def test_subpixel_equals_transposed_convolution(shape, c_out):
 
 @pytest.mark.parametrize("shape, c_out", [((2, 8, 6, 3), 4), ((2, 7, 5, 3), 20)])
 def test_strided_conv_equals_lax_convolution_and_gradients_match(shape, c_out):
-    # Its input gradient is a sub-pixel transposed conv: c_out 4 takes the 3x3 path, 20
+    # Its input gradient is a sub-pixel transposed conv: c_out 4 takes the combined-conv path, 20
     # the four-phase path; odd sizes need one more row/column of the transposed conv.
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
