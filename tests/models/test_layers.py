@@ -75,9 +75,13 @@ def test_strided_conv_equals_lax_convolution_and_gradients_match(shape, c_out):
         np.testing.assert_allclose(g, e, atol=1e-3)
 
 
-def test_space_depth_round_trip():
-    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
-    np.testing.assert_array_equal(layers.depth_to_space(layers.space_to_depth(x)), x)
+def test_interleave_phases_puts_phase_a_b_at_pixels_2i_plus_a_2j_plus_b():
+    phases = [jnp.full((2, 3, 4, 5), 10.0 * k) + jnp.arange(5.0) for k in range(4)]
+    y = np.asarray(layers.interleave_phases(phases))
+    assert y.shape == (2, 6, 8, 5)
+    for a in (0, 1):
+        for b in (0, 1):
+            np.testing.assert_array_equal(y[:, a::2, b::2], phases[2 * a + b])
 
 
 @pytest.mark.parametrize("resolution, channels", [(32, 1), (64, 3), (128, 3)])
