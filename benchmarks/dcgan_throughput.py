@@ -70,10 +70,8 @@ def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc:
     return step
 
 
-def jax_step(batch: int):
-    """This project's DCGAN step on a 1-device mesh, compiled once."""
-    import jax
-
+def jax_step_and_batch(batch: int):
+    """This project's DCGAN (state, jitted step, global batch) on a 1-device mesh."""
     from configs.dcgan import get_config
     from medgan_jax import parallel
     from medgan_jax.gan import train as gan_train
@@ -88,6 +86,14 @@ def jax_step(batch: int):
     batch_arrays = parallel.host_to_global(
         {"image": real, "label": np.zeros(batch, np.int32)}, mesh
     )
+    return state, step, batch_arrays
+
+
+def jax_step(batch: int):
+    """This project's DCGAN step, compiled once; each call runs one step."""
+    import jax
+
+    state, step, batch_arrays = jax_step_and_batch(batch)
     holder = {"state": state}
 
     def run():

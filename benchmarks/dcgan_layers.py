@@ -1,0 +1,171 @@
+"""Where the DCGAN-64 step's time goes: each conv layer against PyTorch, and the FLOP floor.
+
+  python benchmarks/dcgan_layers.py [--repeats 10]
+
+For each 4x4 stride-2 layer of pytorch/examples' DCGAN at batch 64 (G's transposed convs,
+D's strided convs), times this project's layer (`layers.UpConv` / `layers.DownConv`
+ops) and PyTorch's ConvTranspose2d / Conv2d (eager, CPU build): the forward alone, and
+forward + backward to both the input and the kernel. Sides alternate per layer; the
+median of `--repeats` runs is printed. Then prints the whole training step's FLOPs
+(XLA's cost analysis) and the FLOP rate that a given step time implies, and, from a
+jax.profiler trace of a few steps, the time of the step's non-convolution ops (XLA:CPU
+runs convolutions asynchronously, so its trace times only their launch) by kind.
+PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH = 64
+# (name, kind, input size, input channels, output channels)
+LAYERS = [
+    ("G 512->256 @4", "up", 4, 512, 256),
+    ("G 256->128 @8", "up", 8, 256, 128),
+    ("G 128->64 @16", "up", 16, 128, 64),
+    ("G 64->3 @32", "up", 32, 64, 3),
+    ("D 3->64 @64", "down", 64, 3, 64),
+    ("D 64->128 @32", "down", 32, 64, 128),
+    ("D 128->256 @16", "down", 16, 128, 256),
+    ("D 256->512 @8", "down", 8, 256, 512),
+]
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn(), fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def jax_layer(kind: str, size: int, c_in: int, c_out: int):
+    """(forward, forward + backward) callables of this project's layer op."""
+    import jax
+
+    from medgan_jax.models import layers
+
+    op = layers.subpixel_conv_transpose if kind == "up" else layers.strided_conv4x4
+    rng = np.random.default_rng(0)
+    x = jax.numpy.asarray(rng.normal(size=(BATCH, size, size, c_in)).astype(np.float32))
+    kernel = jax.numpy.asarray(0.02 * rng.normal(size=(4, 4, c_in, c_out)).astype(np.float32))
+    forward = jax.jit(op)
+    dy = jax.numpy.ones_like(forward(x, kernel))
+
+    @jax.jit
+    def forward_backward(x, kernel, dy):
+        y, pullback = jax.vjp(op, x, kernel)
+        return y, pullback(dy)
+
+    return (
+        lambda: jax.block_until_ready(forward(x, kernel)),
+        lambda: jax.block_until_ready(forward_backward(x, kernel, dy)),
+    )
+
+
+def torch_layer(kind: str, size: int, c_in: int, c_out: int):
+    import torch
+
+    cls = torch.nn.ConvTranspose2d if kind == "up" else torch.nn.Conv2d
+    module = cls(c_in, c_out, 4, 2, 1, bias=False)
+    x = torch.randn(BATCH, c_in, size, size, requires_grad=True)
+    with torch.no_grad():
+        dy = torch.ones_like(module(x))
+
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward():
+        module(x).backward(dy)
+
+    return forward, forward_backward
+
+
+def step_flops() -> float:
+    """FLOPs of one DCGAN-64 training step (batch 64), from XLA's cost analysis."""
+    from benchmarks.dcgan_throughput import jax_step_and_batch
+
+    state, step, batch = jax_step_and_batch(BATCH)
+    analysis = step.lower(state, batch).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"])
+
+
+def non_conv_op_ms(steps: int = 5) -> dict[str, float]:
+    """Milliseconds per step of the step's non-convolution XLA ops, by kind, traced."""
+    import jax
+
+    from benchmarks.dcgan_throughput import jax_step
+
+    run = jax_step(BATCH)
+    for _ in range(3):
+        run()
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        for _ in range(steps):
+            run()
+        jax.profiler.stop_trace()
+        (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
+        with gzip.open(path) as f:
+            events = json.load(f)["traceEvents"]
+    kinds: dict[str, float] = collections.defaultdict(float)
+    for event in events:
+        name = event.get("name", "")
+        if event.get("ph") != "X" or name.startswith("$") or "Thunk" in name:
+            continue
+        if "Pjit" in name or "conv" in name:  # host dispatch; conv launches
+            continue
+        kinds[re.sub(r"\.\d+$", "", name)] += event["dur"] / 1000 / steps
+    return dict(sorted(kinds.items(), key=lambda item: -item[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    import torch
+
+    print(f"batch {BATCH}; ms, median of {args.repeats}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(f"{'layer':16s} {'jax fwd':>8s} {'torch fwd':>9s} {'jax f+b':>8s} {'torch f+b':>9s}")
+    totals = np.zeros(4)
+    for name, kind, size, c_in, c_out in LAYERS:
+        jax_fwd, jax_both = jax_layer(kind, size, c_in, c_out)
+        torch_fwd, torch_both = torch_layer(kind, size, c_in, c_out)
+        sides = (jax_fwd, torch_fwd, jax_both, torch_both)
+        row = np.array([median_ms(f, args.repeats) for f in sides])
+        totals += row
+        print(f"{name:16s} {row[0]:8.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:9.1f}")
+    print(f"{'sum':16s} {totals[0]:8.1f} {totals[1]:9.1f} {totals[2]:8.1f} {totals[3]:9.1f}")
+    print(f"torch / jax: forward {totals[1] / totals[0]:.2f}x, "
+          f"forward + backward {totals[3] / totals[2]:.2f}x")  # fmt: skip
+    flops = step_flops()
+    kinds = non_conv_op_ms()
+    top = ", ".join(f"{name} {ms:.1f}" for name, ms in list(kinds.items())[:6])
+    print(f"non-convolution ops: {sum(kinds.values()):.0f} ms per step; largest: {top}")
+    rates = " / ".join(f"{flops / s / 1e9:.0f}" for s in (0.6, 0.56))
+    print(f"one training step: {flops / 1e9:.1f} GFLOP (XLA cost analysis); "
+          f"at 600 / 560 ms per step that is {rates} GFLOP/s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
