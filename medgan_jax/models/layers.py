@@ -132,7 +132,7 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
     `kernel` is [4, 4, C_in, C_out]. Each of the four output phases is a plain 2x2
     convolution of the (one-sided padded) input with the taps that feed it, then the
-    phases are interleaved (depth-to-space): only forward convolutions, where XLA:CPU
+    phases are interleaved (`interleave_phases`): only forward convolutions, where XLA:CPU
     computes lhs-dilated (transposed) ones slowly. For few output channels all four
     phases are one wider conv (`_combined_phases`).
 

@@ -76,7 +76,7 @@ def test_strided_conv_equals_lax_convolution_and_gradients_match(shape, c_out):
 
 
 def test_interleave_phases_puts_phase_a_b_at_pixels_2i_plus_a_2j_plus_b():
-    phases = [jnp.full((2, 3, 4, 5), 10.0 * k) + jnp.arange(5.0) for k in range(4)]
+    phases = [jnp.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5) + 1000 * k for k in range(4)]
     y = np.asarray(layers.interleave_phases(phases))
     assert y.shape == (2, 6, 8, 5)
     for a in (0, 1):
