@@ -41,24 +41,20 @@ def _phase_taps(kernel: jax.Array, a: int, b: int) -> jax.Array:
     return jnp.stack([jnp.stack([kernel[i, j] for j in cols]) for i in rows])
 
 
-def _strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding="VALID") -> jax.Array:
+    """A convolution of NHWC maps with an HWIO kernel."""
     return jax.lax.conv_general_dilated(
-        x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
 
 
+def _strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv(x, kernel, (2, 2), ((1, 1), (1, 1)))
+
+
 def _subpixel_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    dims = ("NHWC", "HWIO", "NHWC")
     phases = [
-        jax.lax.conv_general_dilated(
-            _phase_inputs(x, a, b),
-            _phase_taps(kernel, a, b),
-            (1, 1),
-            "VALID",
-            dimension_numbers=dims,
-        )
-        for a in (0, 1)
-        for b in (0, 1)
+        _conv(_phase_inputs(x, a, b), _phase_taps(kernel, a, b)) for a in (0, 1) for b in (0, 1)
     ]
     return interleave_phases(phases)
 
@@ -75,13 +71,7 @@ def _combined_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
     n, h, w, _ = x.shape
     c_out = kernel.shape[-1]
     taps = [_phase_taps(kernel, a, b) for a in (0, 1) for b in (0, 1)]
-    y = jax.lax.conv_general_dilated(
-        jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
-        jnp.concatenate(taps, axis=-1),
-        (1, 1),
-        "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    y = _conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), jnp.concatenate(taps, axis=-1))
     phases = [
         y[:, a : a + h, b : b + w, (2 * a + b) * c_out : (2 * a + b + 1) * c_out]
         for a in (0, 1)
@@ -107,13 +97,9 @@ def _phases_kernel_grad(x: jax.Array, dy: jax.Array) -> jax.Array:
     taps = {}
     for a in (0, 1):
         for b in (0, 1):
-            grad = jax.lax.conv_general_dilated(
-                _phase_inputs(x_t, a, b),  # pads axes 1, 2: H, W in this layout too
-                dy_t[a, b],
-                (1, 1),
-                "VALID",
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )  # [C, 2, 2, D]: the gradient of _phase_taps(kernel, a, b)
+            # Pads axes 1, 2 (H, W in this layout too); the result [C, 2, 2, D] is the
+            # gradient of _phase_taps(kernel, a, b).
+            grad = _conv(_phase_inputs(x_t, a, b), dy_t[a, b])
             for p in (0, 1):
                 for q in (0, 1):
                     taps[_PHASE_TAPS[a][p], _PHASE_TAPS[b][q]] = grad[:, p, q]
@@ -277,16 +263,12 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Each output phase sees only 2x2 distinct input pixels, so summing the 3x3 taps that
     read the same pixel gives 16/36 of the FLOPs, and only forward convolutions.
     """
-    dims = ("NHWC", "HWIO", "NHWC")
     taps = jnp.asarray(_UPSAMPLE_TAPS, kernel.dtype)
     phases = []
     for a in (0, 1):
         for b in (0, 1):
             k = jnp.einsum("iy,jx,yxco->ijco", taps[a], taps[b], kernel)
-            padded = jnp.pad(x, ((0, 0), (1 - a, a), (1 - b, b), (0, 0)))
-            phases.append(
-                jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=dims)
-            )
+            phases.append(_conv(_phase_inputs(x, a, b), k))
     return interleave_phases(phases)
 
 
@@ -329,9 +311,7 @@ class EqualizedConv(nn.Module):
         elif k == 1:  # toRGB / fromRGB: a matmul over channels
             y = x @ kernel[0, 0]
         else:
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
+            y = _conv(x, kernel, padding="SAME")
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
