@@ -6,10 +6,12 @@ For each 4x4 stride-2 layer of pytorch/examples' DCGAN at batch 64 (G's transpos
 D's strided convs), times this project's layer (`layers.UpConv` / `layers.DownConv`
 ops) and PyTorch's ConvTranspose2d / Conv2d (eager, CPU build): the forward alone, and
 forward + backward to both the input and the kernel. Sides alternate per layer; the
-median of `--repeats` runs is printed. Then prints the whole training step's FLOPs
-(XLA's cost analysis) and the FLOP rate that a given step time implies, and, from a
-jax.profiler trace of a few steps, the time of the step's non-convolution ops (XLA:CPU
-runs convolutions asynchronously, so its trace times only their launch) by kind.
+median of `--repeats` runs is printed, with the FLOP rate of the sums. Then, from a
+jax.profiler trace of a few steps, the time of the step's non-convolution ops by kind
+(XLA:CPU runs convolutions asynchronously, so its trace times only their launch).
+Last, the bound on the speed-up: both whole training steps timed in alternating rounds,
+the step's FLOPs (XLA's cost analysis), this machine's best f32 matmul rate, and the
+FLOP rate the whole step would need to run 1.5x faster than PyTorch's.
 PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
@@ -56,7 +58,8 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def jax_layer(kind: str, size: int, c_in: int, c_out: int):
-    """(forward, forward + backward) callables of this project's layer op."""
+    """(forward, forward + backward) callables of this project's layer op, and their
+    GFLOP by XLA's cost analysis (as for the whole step below)."""
     import jax
 
     from medgan_jax.models import layers
@@ -76,7 +79,18 @@ def jax_layer(kind: str, size: int, c_in: int, c_out: int):
     return (
         lambda: jax.block_until_ready(forward(x, kernel)),
         lambda: jax.block_until_ready(forward_backward(x, kernel, dy)),
+        compiled_gflop(forward.lower(x, kernel).compile()),
+        compiled_gflop(forward_backward.lower(x, kernel, dy).compile()),
     )
+
+
+def compiled_gflop(compiled) -> float:
+    """GFLOP of a compiled function by XLA's cost analysis, which counts only the taps
+    that meet real (not zero-padding) input: 12% less than 16 * C_in * C_out per output
+    pixel of these layers, for PyTorch and XLA alike."""
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"]) / 1e9
 
 
 def torch_layer(kind: str, size: int, c_in: int, c_out: int):
@@ -99,35 +113,41 @@ def torch_layer(kind: str, size: int, c_in: int, c_out: int):
 
 
 def compiled_step():
-    """This project's DCGAN-64 step compiled once: (compiled, state, batch)."""
+    """This project's DCGAN-64 step compiled once: (compiled, run) where run() does a step."""
+    import jax
+
     from benchmarks.dcgan_throughput import jax_step_and_batch
 
     state, step, batch = jax_step_and_batch(BATCH)
-    return step.lower(state, batch).compile(), state, batch
+    compiled = step.lower(state, batch).compile()
+    holder = {"state": state}
+
+    def run():  # the step donates its state: thread it through
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return compiled, run
 
 
-def step_flops(compiled) -> float:
-    """FLOPs of one training step, from XLA's cost analysis."""
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
-    return float(analysis["flops"])
+def best_matmul_gflops(n: int = 4096) -> float:
+    """The FLOP rate of XLA's f32 [n, n] x [n, n] matmul: this machine's practical peak."""
+    import jax
+
+    a = jax.numpy.asarray(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32))
+    dot = jax.jit(jax.numpy.dot)
+    return 2 * n**3 / median_ms(lambda: jax.block_until_ready(dot(a, a)), 5) / 1e6
 
 
-def non_conv_op_ms(compiled, state, batch, steps: int = 5) -> dict[str, float]:
+def non_conv_op_ms(run, steps: int = 5) -> dict[str, float]:
     """Milliseconds per step of the step's non-convolution XLA ops, by kind, traced."""
     import jax
 
-    def run(state):  # the step donates its state: thread it through
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready(metrics)
-        return state
-
     for _ in range(3):
-        state = run(state)
+        run()
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
         for _ in range(steps):
-            state = run(state)
+            run()
         jax.profiler.stop_trace()
         (path,) = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)
         with gzip.open(path) as f:
@@ -143,36 +163,65 @@ def non_conv_op_ms(compiled, state, batch, steps: int = 5) -> dict[str, float]:
     return dict(sorted(kinds.items(), key=lambda item: -item[1]))
 
 
+def layer_table(repeats: int) -> tuple[float, float]:
+    """Prints each layer's times; returns (ours, PyTorch's) forward + backward GFLOP/s."""
+    import torch
+
+    print(f"batch {BATCH}; ms, median of {repeats}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(f"{'layer':16s} {'jax fwd':>8s} {'torch fwd':>9s} {'jax f+b':>8s} {'torch f+b':>9s}")
+    totals, gflop = np.zeros(4), np.zeros(4)
+    for name, kind, size, c_in, c_out in LAYERS:
+        jax_fwd, jax_both, fwd_gflop, both_gflop = jax_layer(kind, size, c_in, c_out)
+        torch_fwd, torch_both = torch_layer(kind, size, c_in, c_out)
+        sides = (jax_fwd, torch_fwd, jax_both, torch_both)
+        row = np.array([median_ms(f, repeats) for f in sides])
+        totals += row
+        gflop += [fwd_gflop, fwd_gflop, both_gflop, both_gflop]
+        print(f"{name:16s} {row[0]:8.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:9.1f}")
+    print(f"{'sum':16s} {totals[0]:8.1f} {totals[1]:9.1f} {totals[2]:8.1f} {totals[3]:9.1f}")
+    rates = gflop / (totals / 1000)
+    print(f"{'GFLOP/s':16s} {rates[0]:8.0f} {rates[1]:9.0f} {rates[2]:8.0f} {rates[3]:9.0f}")
+    print(f"torch / jax: forward {totals[1] / totals[0]:.2f}x, "
+          f"forward + backward {totals[3] / totals[2]:.2f}x")  # fmt: skip
+    return rates[2], rates[3]
+
+
+def print_target_bound(run, step_gflop: float, conv_rates: tuple[float, float]) -> None:
+    """Times both whole steps and prints the FLOP rate that 1.5x PyTorch would need."""
+    from benchmarks import side_by_side
+    from benchmarks.dcgan_throughput import torch_reference
+
+    peak = best_matmul_gflops()
+    print(f"best f32 matmul on this machine (XLA, 4096x4096): {peak:.0f} GFLOP/s")
+    print("whole training steps, alternating rounds:")
+    rates = side_by_side.compare(
+        {"medgan_jax": run, "pytorch": torch_reference(BATCH)}, 5, 3, BATCH
+    )
+    ours, theirs = (1000 * BATCH / rates[name] for name in ("medgan_jax", "pytorch"))
+    target = theirs / 1.5
+    needed = step_gflop / (target / 1000)
+    print(f"one step: {step_gflop:.1f} GFLOP (XLA cost analysis), "
+          f"{step_gflop / ours * 1000:.0f} GFLOP/s at {ours:.0f} ms")  # fmt: skip
+    print(f"1.5x PyTorch's {theirs:.0f} ms is {target:.0f} ms: {needed:.0f} GFLOP/s over the "
+          f"whole step ({100 * needed / peak:.0f}% of the best matmul); the convolutions alone "
+          f"(forward + backward, in isolation) run at {conv_rates[0]:.0f} (ours) and "
+          f"{conv_rates[1]:.0f} (PyTorch's) GFLOP/s")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    import torch
-
-    print(f"batch {BATCH}; ms, median of {args.repeats}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
-    print(f"{'layer':16s} {'jax fwd':>8s} {'torch fwd':>9s} {'jax f+b':>8s} {'torch f+b':>9s}")
-    totals = np.zeros(4)
-    for name, kind, size, c_in, c_out in LAYERS:
-        jax_fwd, jax_both = jax_layer(kind, size, c_in, c_out)
-        torch_fwd, torch_both = torch_layer(kind, size, c_in, c_out)
-        sides = (jax_fwd, torch_fwd, jax_both, torch_both)
-        row = np.array([median_ms(f, args.repeats) for f in sides])
-        totals += row
-        print(f"{name:16s} {row[0]:8.1f} {row[1]:9.1f} {row[2]:8.1f} {row[3]:9.1f}")
-    print(f"{'sum':16s} {totals[0]:8.1f} {totals[1]:9.1f} {totals[2]:8.1f} {totals[3]:9.1f}")
-    print(f"torch / jax: forward {totals[1] / totals[0]:.2f}x, "
-          f"forward + backward {totals[3] / totals[2]:.2f}x")  # fmt: skip
-    compiled, state, batch = compiled_step()
-    flops = step_flops(compiled)
-    kinds = non_conv_op_ms(compiled, state, batch)
+    conv_rates = layer_table(args.repeats)
+    compiled, run = compiled_step()
+    step_gflop = compiled_gflop(compiled)
+    kinds = non_conv_op_ms(run)
     top = ", ".join(f"{name} {ms:.1f}" for name, ms in list(kinds.items())[:6])
     print(f"non-convolution ops: {sum(kinds.values()):.0f} ms per step; largest: {top}")
-    rates = " / ".join(f"{flops / s / 1e9:.0f}" for s in (0.6, 0.56))
-    print(f"one training step: {flops / 1e9:.1f} GFLOP (XLA cost analysis); "
-          f"at 600 / 560 ms per step that is {rates} GFLOP/s")  # fmt: skip
+    print_target_bound(run, step_gflop, conv_rates)
 
 
 if __name__ == "__main__":
