@@ -196,15 +196,14 @@ def layer_table(repeats: int) -> tuple[str, float]:
 def fastest_step_ms(sides: dict, rounds: int = 6, steps: int = 3) -> dict[str, float]:
     """Each side's fastest round (ms per step) of alternating rounds: its speed when the
     shared host is quietest, which is what the target compares."""
+    from benchmarks.side_by_side import time_steps
+
     best = {name: np.inf for name in sides}
     for step in sides.values():  # compile / warm up
         step(), step()
     for _ in range(rounds):
         for name, step in sides.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            best[name] = min(best[name], 1000 * (time.perf_counter() - start) / steps)
+            best[name] = min(best[name], 1000 * time_steps(step, steps) / steps)
     return best
 
 
