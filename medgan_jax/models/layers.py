@@ -52,6 +52,11 @@ def _strided_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return _conv(x, kernel, (2, 2), ((1, 1), (1, 1)))
 
 
+def _strided_conv_kernel_grad(x: jax.Array, kernel: jax.Array, dy: jax.Array) -> jax.Array:
+    """XLA's kernel gradient of `_strided_conv(x, kernel)` for the output gradient dy."""
+    return jax.vjp(lambda k: _strided_conv(x, k), kernel)[1](dy)[0]
+
+
 def _subpixel_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
     phases = [
         _conv(_phase_inputs(x, a, b), _phase_taps(kernel, a, b)) for a in (0, 1) for b in (0, 1)
@@ -136,8 +141,7 @@ def _subpixel_backward(residuals, dy):
     swapped = jnp.swapaxes(kernel, 2, 3)
     dx = _strided_conv(dy, swapped)
     if _few_outputs(kernel):
-        (d_swapped,) = jax.vjp(lambda k: _strided_conv(dy, k), swapped)[1](x)
-        d_kernel = jnp.swapaxes(d_swapped, 2, 3)
+        d_kernel = jnp.swapaxes(_strided_conv_kernel_grad(dy, swapped, x), 2, 3)
     else:
         d_kernel = _phases_kernel_grad(x, dy)
     return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
@@ -165,8 +169,7 @@ def _strided_conv_backward(residuals, dy):
     dy_padded = jnp.pad(dy, ((0, 0), (0, h_odd), (0, w_odd), (0, 0)))
     dx = subpixel_conv_transpose(dy_padded, jnp.swapaxes(kernel, 2, 3))
     dx = dx[:, : x.shape[1], : x.shape[2]]
-    (d_kernel,) = jax.vjp(lambda k: _strided_conv(x, k), kernel)[1](dy)
-    return dx.astype(x.dtype), d_kernel
+    return dx.astype(x.dtype), _strided_conv_kernel_grad(x, kernel, dy)
 
 
 strided_conv4x4.defvjp(lambda x, k: (_strided_conv(x, k), (x, k)), _strided_conv_backward)

@@ -31,26 +31,18 @@ def test_subpixel_equals_transposed_convolution(shape, c_out):
     w = rng.normal(size=(4, 4, shape[-1], c_out)).astype(np.float32)
     out = np.asarray(layers.subpixel_conv_transpose(jnp.asarray(x), jnp.asarray(w)))
     np.testing.assert_allclose(out, transposed_conv_reference(x, w), atol=1e-4)
+
     # ...and equals XLA's own transposed convolution (PyTorch semantics: flipped kernel).
-    xla = jax.lax.conv_transpose(
-        x, w[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    np.testing.assert_allclose(out, np.asarray(xla), atol=1e-4)
+    def xla_transposed(x, w):
+        return jax.lax.conv_transpose(
+            x, w[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    np.testing.assert_allclose(out, np.asarray(xla_transposed(x, w)), atol=1e-4)
     # Gradients (both paths have their own rules: strided conv, phase kernel grads) too.
     weights = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
     ours = lambda x, w: jnp.sum(jnp.sin(layers.subpixel_conv_transpose(x, w)) * weights)
-    theirs = lambda x, w: jnp.sum(
-        jnp.sin(
-            jax.lax.conv_transpose(
-                x,
-                w[::-1, ::-1],
-                (2, 2),
-                ((2, 2), (2, 2)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
-        )
-        * weights
-    )
+    theirs = lambda x, w: jnp.sum(jnp.sin(xla_transposed(x, w)) * weights)
     for g, e in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(theirs, (0, 1))(x, w)):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
