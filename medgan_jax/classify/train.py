@@ -28,9 +28,9 @@ from medgan_jax.classify.state import (
 from medgan_jax.classify.steps import make_predict, make_train_step
 from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import DataError, Records
-from medgan_jax.logging import MetricWriter, Progress
 from medgan_jax.metrics import classification
 from medgan_jax.models.classifiers import build_classifier
+from medgan_jax.writers import MetricWriter, Progress
 
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "balanced_accuracy": True, "loss": False}
 

@@ -17,7 +17,7 @@ from ml_collections import config_flags
 
 from medgan_jax import parallel
 from medgan_jax.data import DataError, load_split, pipeline
-from medgan_jax.logging import save_image_grid
+from medgan_jax.images import save_image_grid
 
 
 def describe_batch(batch: dict[str, jax.Array]) -> str:

@@ -89,3 +89,20 @@ class Records:
             soft_labels=None,
             class_names=class_names or self.class_names,
         )
+
+
+def select_classes(records: Records, classes, field: str = "config.gan.classes") -> Records:
+    """The records of the GAN's training classes (multi-label: positive for any of them)."""
+    if not classes:
+        return records
+    unknown = [c for c in classes if c not in records.class_names]
+    if unknown:
+        raise DataError(
+            f"{field} names {unknown}; the data has classes {list(records.class_names)}."
+        )
+    ids = [records.class_names.index(c) for c in classes]
+    if records.multi_label:
+        keep = (records.labels[:, ids] > 0).any(axis=1)
+    else:
+        keep = np.isin(records.labels, ids)
+    return records.take(np.flatnonzero(keep))

@@ -25,8 +25,9 @@ from jax.experimental import multihost_utils
 from medgan_jax import checkpoint, parallel
 from medgan_jax.data import Records, pipeline
 from medgan_jax.gan.state import GANState
-from medgan_jax.logging import MetricWriter, Progress, save_image_grid
+from medgan_jax.images import save_image_grid
 from medgan_jax.models import bagan
+from medgan_jax.writers import MetricWriter, Progress
 
 
 @struct.dataclass

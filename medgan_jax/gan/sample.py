@@ -27,7 +27,7 @@ from medgan_jax.gan import progressive
 from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import calibration_latents, make_generate
 from medgan_jax.gan.train import build_models, is_conditional
-from medgan_jax.logging import to_uint8
+from medgan_jax.images import to_uint8
 from medgan_jax.models.layers import upsample_nearest
 
 

@@ -15,12 +15,14 @@ from absl import logging
 
 from medgan_jax import checkpoint, parallel
 from medgan_jax.data import DataError, Records, load_split, pipeline
+from medgan_jax.data.records import select_classes
 from medgan_jax.gan import bagan as bagan_stage
 from medgan_jax.gan import filtered, progressive
 from medgan_jax.gan.state import GANState, create_state, optimizers
 from medgan_jax.gan.steps import calibration_latents, make_generate, make_train_step
-from medgan_jax.logging import MetricWriter, Progress, save_image_grid
+from medgan_jax.images import save_image_grid
 from medgan_jax.models import bagan, dcgan, pggan
+from medgan_jax.writers import MetricWriter, Progress
 
 FAMILIES = ("dcgan", "pggan", "bagan")
 
@@ -94,23 +96,6 @@ def build_models(config: ml_collections.ConfigDict, num_classes: int):
         conditioning=g.conditional,
     )
     return generator, discriminator
-
-
-def select_classes(records: Records, classes) -> Records:
-    """The records of the GAN's training classes (multi-label: positive for any of them)."""
-    if not classes:
-        return records
-    unknown = [c for c in classes if c not in records.class_names]
-    if unknown:
-        raise DataError(
-            f"config.gan.classes names {unknown}; the data has classes {list(records.class_names)}."
-        )
-    ids = [records.class_names.index(c) for c in classes]
-    if records.multi_label:
-        keep = (records.labels[:, ids] > 0).any(axis=1)
-    else:
-        keep = np.isin(records.labels, ids)
-    return records.take(np.flatnonzero(keep))
 
 
 def initial_state(config, generator, discriminator, mesh) -> GANState:

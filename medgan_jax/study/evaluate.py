@@ -22,7 +22,7 @@ from PIL import Image
 
 from medgan_jax import parallel
 from medgan_jax.data import load_split, pipeline, subsets
-from medgan_jax.data.records import DataError
+from medgan_jax.data.records import DataError, select_classes
 from medgan_jax.metrics import fid as fid_lib
 from medgan_jax.metrics import memorization, ms_ssim
 from medgan_jax.metrics.inception_score import inception_score
@@ -283,7 +283,6 @@ def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 def real_images(gan_workdir: str, class_name: str, split: str, max_images: int) -> np.ndarray:
     """Real images in [-1, 1] of `class_name` from a GAN run's data: for 'train', exactly
     the images of its manifest; at most `max_images`, a seeded random sample beyond."""
-    from medgan_jax.gan.train import select_classes
 
     with open(os.path.join(gan_workdir, "config.json")) as f:
         run = ml_collections.ConfigDict(json.load(f))

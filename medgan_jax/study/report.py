@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from medgan_jax.logging import image_grid
+from medgan_jax.images import image_grid
 from medgan_jax.metrics.classification import headline_metrics
 
 

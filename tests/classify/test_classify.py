@@ -16,8 +16,8 @@ from configs.classifier import get_config
 from medgan_jax import parallel
 from medgan_jax.classify import mixing, state, steps, train
 from medgan_jax.data import load_split
-from medgan_jax.logging import read_metrics
 from medgan_jax.models.classifiers import build_classifier
+from medgan_jax.writers import read_metrics
 
 
 def smoke(**overrides):

@@ -15,8 +15,8 @@ from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split, pipeline
 from medgan_jax.gan import bagan as bagan_stage
 from medgan_jax.gan import train
-from medgan_jax.logging import read_metrics
 from medgan_jax.models import bagan
+from medgan_jax.writers import read_metrics
 
 
 def smoke(**overrides):

@@ -16,8 +16,8 @@ from configs.pggan import get_config
 from medgan_jax.augment import filtering
 from medgan_jax.data import Records
 from medgan_jax.gan import filtered, progressive, sample, train
-from medgan_jax.logging import read_metrics
 from medgan_jax.models import layers
+from medgan_jax.writers import read_metrics
 
 # Smoke: phases of 32 images at batch 16 = 2 steps each.
 RESOLUTIONS = [4, 4, 8, 8, 8, 8, 16, 16, 16, 16]

@@ -13,7 +13,7 @@ from PIL import Image
 from configs.dcgan import get_config
 from medgan_jax import checkpoint
 from medgan_jax.gan import sample, train
-from medgan_jax.logging import read_metrics
+from medgan_jax.writers import read_metrics
 
 
 def smoke(**overrides):

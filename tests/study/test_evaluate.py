@@ -13,7 +13,7 @@ from configs import dcgan as dcgan_config
 from configs.evaluate import get_config
 from medgan_jax.classify import train as classify_train
 from medgan_jax.gan import train as gan_train
-from medgan_jax.logging import to_uint8
+from medgan_jax.images import to_uint8
 from medgan_jax.study import evaluate
 
 
