@@ -1,24 +1,19 @@
-"""Evaluates generated images and classifiers (configs/evaluate.py), or runs the whole
-augmentation study (configs/study.py), as the config says."""
+"""Evaluates generated images and classifiers (configs/evaluate.py, config.job='evaluate'),
+or runs the whole augmentation study (configs/study.py, config.job='study')."""
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from medgan_jax import parallel
+from medgan_jax import app
 from medgan_jax.study import evaluate, runner
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/eval", "Reports and plots go here.")
+JOBS = {"evaluate": evaluate.evaluate, "study": runner.main}
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    parallel.enable_compilation_cache()
-    config = _CONFIG.value
-    job = runner.main if "sizes" in config else evaluate.evaluate  # a study config has sizes
-    job(config, _WORKDIR.value)
+def run_job(config, workdir: str):
+    """The job the config names in `config.job`."""
+    job = config.get("job", "")
+    if job not in JOBS:
+        raise ValueError(f"config.job='{job}'; evaluate.py runs one of {sorted(JOBS)}.")
+    return JOBS[job](config, workdir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(run_job, default_config="configs/evaluate.py", default_workdir="runs/eval")

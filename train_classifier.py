@@ -1,21 +1,9 @@
 """Trains a classifier (see configs/classifier.py for the command and what it writes)."""
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from medgan_jax import parallel
+from medgan_jax import app
 from medgan_jax.classify import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/classifier.py", "Classifier config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/clf", "Checkpoints, logs and metrics go here.")
-
-
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    parallel.enable_compilation_cache()
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    app.run(
+        train.train_and_evaluate, default_config="configs/classifier.py", default_workdir="runs/clf"
+    )

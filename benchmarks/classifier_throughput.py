@@ -262,7 +262,9 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE_MEMORY_ENV})
     import torch
 
-    import medgan_jax  # noqa: F401  (its XLA flags must precede jax's backend start-up)
+    from medgan_jax import app  # its XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
 
     torch.set_num_threads(os.cpu_count() or 1)
     names = [n.strip() for n in args.models.split(",") if n.strip()]

@@ -73,15 +73,18 @@ def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc:
 def jax_step_and_batch(batch: int):
     """This project's DCGAN (state, jitted step, global batch) on a 1-device mesh."""
     from configs.dcgan import get_config
-    from medgan_jax import parallel
+    from medgan_jax import parallel, training
+    from medgan_jax.gan import families
     from medgan_jax.gan import train as gan_train
+    from medgan_jax.gan.steps import make_train_step
 
     config = get_config("synthetic_lesions")
     config.batch_size = batch
     config.gan.augment = ""
     mesh = parallel.make_mesh(1)
-    generator, discriminator = gan_train.build_models(config, num_classes=2)
-    state, step = gan_train.compiled_step(config, generator, discriminator, mesh)
+    generator, discriminator = families.build_models(config, num_classes=2)
+    state = gan_train.initial_state(config, generator, discriminator, mesh)
+    step = training.jit_step(make_train_step(generator, discriminator, config.gan), mesh)
     real = np.random.default_rng(0).uniform(-1, 1, (batch, 64, 64, 3)).astype(np.float32)
     batch_arrays = parallel.host_to_global(
         {"image": real, "label": np.zeros(batch, np.int32)}, mesh
@@ -122,4 +125,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from medgan_jax import app  # XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
     main()

@@ -143,7 +143,9 @@ def main() -> None:
     parser.add_argument("--alternatives", action="store_true", help="also time other filters")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
-    import medgan_jax  # noqa: F401, I001  (sets XLA flags before JAX starts)
+    from medgan_jax import app  # noqa: I001  (sets XLA flags before JAX starts)
+
+    app.configure(compilation_cache="", distributed=False)
     import jax
     import tensorflow as tf
 

@@ -146,20 +146,18 @@ def jax_step(config, batch: int):
     """This project's PGGAN stage step at the final resolution on a 1-device mesh."""
     import jax
 
-    from medgan_jax import parallel
-    from medgan_jax.gan import progressive
+    from medgan_jax import parallel, training
+    from medgan_jax.gan import families, progressive
     from medgan_jax.gan import train as gan_train
 
     res = config.data.image_size
     mesh = parallel.make_mesh(1)
-    generator, discriminator = gan_train.build_models(config, num_classes=1)
+    generator, discriminator = families.build_models(config, num_classes=1)
     state = gan_train.initial_state(config, generator, discriminator, mesh)
-    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    step = jax.jit(
+    step = training.jit_step(
         progressive.make_stage_step(generator, discriminator, config.gan, res, False),
-        in_shardings=(replicated, sharded, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
+        mesh,
+        num_extra_args=1,
     )
     shape = (batch, res, res, config.data.channels)
     real = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
@@ -211,4 +209,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from medgan_jax import app  # XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
     main()

@@ -178,4 +178,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from medgan_jax import app  # XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
     main()

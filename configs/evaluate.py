@@ -33,6 +33,7 @@ def generated_set(gan_workdir: str, class_name: str = "", num: int = 1000, folde
 
 def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.job = "evaluate"  # evaluate.py evaluates (configs/study.py sets "study")
     config.seed = 0
     config.num_devices = 0  # 0 = all
     config.batch_size = 64  # images per feature-network call (a multiple of the devices)

@@ -45,7 +45,7 @@ MINORITY = {
 def gan_eval_config() -> ml_collections.ConfigDict:
     """How GAN quality is measured (see configs/evaluate.py)."""
     cfg = evaluate_config.get_config("smoke")
-    for field in ("generated", "classifiers", "features", "bootstrap"):
+    for field in ("job", "generated", "classifiers", "features", "bootstrap"):
         del cfg[field]
     cfg.enabled = True
     cfg.batch_size = 64
@@ -77,6 +77,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown study preset '{preset}'; expected one of {list(PRESETS)}.")
     data_preset = DATA_PRESET.get(preset, preset)
     config = ml_collections.ConfigDict()
+    config.job = "study"  # evaluate.py runs the study
     config.classifier = classifier_config.get_config(data_preset)
     config.data = config.classifier.data
     config.minority_class = MINORITY[data_preset]

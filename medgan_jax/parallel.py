@@ -1,54 +1,16 @@
-"""Device mesh, shardings, multi-host start-up and host batch -> global jax.Array."""
+"""Device mesh, shardings and host batch -> global jax.Array."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
-
-
-def initialize_distributed(coordinator_address: str | None = None) -> None:
-    """Starts JAX's multi-host runtime when running on several processes.
-
-    On TPU pods and SLURM/Kubernetes clusters `jax.distributed.initialize()` finds
-    its peers from the environment; a single process needs no set-up at all.
-    """
-    multi_host_env = any(
-        key in os.environ
-        for key in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES")
-    )
-    if coordinator_address or multi_host_env:
-        jax.distributed.initialize(coordinator_address=coordinator_address)
-        logging.info(
-            "Process %d of %d, %d local / %d global devices.",
-            jax.process_index(),
-            jax.process_count(),
-            jax.local_device_count(),
-            jax.device_count(),
-        )
-
-
-def enable_compilation_cache(path: str | None = None) -> str:
-    """Keeps compiled XLA programs on disk, so re-runs and the study's many cells (same
-    networks, new jit objects) load them instead of compiling again.
-
-    `path` defaults to $MEDGAN_JAX_XLA_CACHE or ~/.cache/medgan_jax/xla; '' disables it.
-    """
-    if path is None:
-        default = os.path.join(os.path.expanduser("~"), ".cache", "medgan_jax", "xla")
-        path = os.environ.get("MEDGAN_JAX_XLA_CACHE", default)
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return path
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

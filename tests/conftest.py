@@ -11,11 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from medgan_jax import parallel  # noqa: E402
+from medgan_jax import app  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
 # Runs of the same config (resume, NaN, sampling tests) reuse compiled steps.
-parallel.enable_compilation_cache(os.path.join(tempfile.gettempdir(), "medgan_jax_test_xla_cache"))
+app.configure(os.path.join(tempfile.gettempdir(), "medgan_jax_test_xla_cache"), distributed=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from medgan_jax import parallel
+from medgan_jax import app, parallel
 
 
 def test_mesh_and_shardings():
@@ -40,7 +40,7 @@ def test_single_process_needs_no_distributed_start(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     called = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: called.append(kw))
-    parallel.initialize_distributed()
+    app.initialize_distributed()
     assert not called
-    parallel.initialize_distributed("10.0.0.1:1234")
+    app.initialize_distributed("10.0.0.1:1234")
     assert called == [{"coordinator_address": "10.0.0.1:1234"}]

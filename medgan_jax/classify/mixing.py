@@ -21,7 +21,11 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from medgan_jax import runs
+from medgan_jax.classify import predict
+from medgan_jax.data import pipeline
 from medgan_jax.data.records import DataError, Records
+from medgan_jax.gan import sample
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -138,8 +142,6 @@ def _sample_from_gan(cfg: ml_collections.ConfigDict, count: int, workdir: str) -
     """Samples `count` images from cfg.gan_workdir into workdir/synthetic (once)."""
     if not cfg.gan_workdir:
         raise ValueError("config.synthetic needs a folder or a gan_workdir to take images from.")
-    from medgan_jax.gan import sample
-
     folder = os.path.join(workdir, "synthetic")
     manifest = os.path.join(folder, "manifest.json")
     if os.path.exists(manifest):
@@ -147,16 +149,11 @@ def _sample_from_gan(cfg: ml_collections.ConfigDict, count: int, workdir: str) -
             done = json.load(f)
         if done["num"] >= count and done["seed"] == cfg.seed:
             return folder
-    conditional = _is_conditional(cfg.gan_workdir)
+    conditional = runs.load(cfg.gan_workdir, kind="gan").conditional
     sample.generate_images(
         cfg.gan_workdir, count, folder, cfg.class_name if conditional else "", seed=cfg.seed
     )
     return folder
-
-
-def _is_conditional(gan_workdir: str) -> bool:
-    with open(os.path.join(gan_workdir, "config.json")) as f:
-        return bool(json.load(f)["gan"]["conditional"])
 
 
 def _load_into_memory(records: Records, shape: tuple[int, ...], dtype) -> Records:
@@ -184,12 +181,9 @@ def with_soft_labels(
 ) -> Records:
     """Real rows keep their labels as one-hot targets; synthetic rows get the prior
     classifier's probabilities (all labels unmasked, for multi-label data)."""
-    from medgan_jax.classify.predict import load_run, probabilities
-    from medgan_jax.data import pipeline
-
     if not prior_workdir:
         raise ValueError("config.synthetic.labels='soft' needs config.synthetic.prior_classifier.")
-    _, _, _, class_names, _ = load_run(prior_workdir)
+    class_names = list(runs.load(prior_workdir, kind="classifier").class_names)
     if tuple(class_names) != tuple(mixed.class_names):
         raise DataError(
             f"The prior classifier {prior_workdir} knows classes {class_names}; the data has "
@@ -197,7 +191,7 @@ def with_soft_labels(
         )
     synthetic = is_synthetic(mixed)
     images = pipeline.decode_all(mixed.take(np.flatnonzero(synthetic)), data)
-    probs = probabilities(prior_workdir, images, batch_size)
+    probs = predict.probabilities(prior_workdir, images, batch_size)
     if mixed.multi_label:
         labels = mixed.labels.copy()
         mask = np.ones_like(labels) if mixed.label_mask is None else mixed.label_mask.copy()

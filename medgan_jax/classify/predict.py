@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from medgan_jax import checkpoint
+from medgan_jax import checkpoint, runs
 from medgan_jax.classify.state import num_outputs, scores_of
 from medgan_jax.models.classifiers import HEAD, TRUNK, build_classifier
 
@@ -30,17 +30,25 @@ def load_variables(workdir: str) -> dict:
     raise FileNotFoundError(f"No classifier checkpoint in {workdir}/best or /checkpoints.")
 
 
-def load_run(workdir: str):
-    """(config, model, variables, class names, task) of a train_classifier.py run."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    with open(os.path.join(workdir, "classes.json")) as f:
-        classes = json.load(f)
-    names, task = classes["class_names"], classes["task"]
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+    """A trained classifier run: its metadata, network and best weights."""
+
+    run: runs.Run
+    model: nn.Module
+    variables: dict
+
+
+def load_classifier(workdir: str) -> Classifier:
+    """The network and best (else latest) weights of a train_classifier.py run."""
+    run = runs.load(workdir, kind="classifier")
+    config = run.config
     model = build_classifier(
-        config.model.name, num_outputs(task, len(names)), **config.model.options.to_dict()
+        config.model.name,
+        num_outputs(run.task, len(run.class_names)),
+        **config.model.options.to_dict(),
     )
-    return config, model, load_variables(workdir), names, task
+    return Classifier(run, model, load_variables(workdir))
 
 
 def discriminator_trunk(gan_workdir: str) -> dict:
@@ -85,8 +93,9 @@ def transfer(source: dict, target: dict, where: str) -> dict:
 def make_feature_fn(workdir: str) -> Callable[[jax.Array], dict[str, jax.Array]]:
     """A jit-compiled images in [-1, 1] (any size, 1 or 3 channels) -> {'features',
     'logits'} of the run's classifier, resized and channel-converted to its input."""
-    config, model, variables, _, task = load_run(workdir)
-    size, channels = config.data.image_size, config.data.channels
+    classifier = load_classifier(workdir)
+    model, data = classifier.model, classifier.run.config.data
+    size, channels = data.image_size, data.channels
 
     @jax.jit  # weights are an argument, not constants baked into the program
     def features(variables: dict, images: jax.Array) -> dict[str, jax.Array]:
@@ -96,7 +105,7 @@ def make_feature_fn(workdir: str) -> Callable[[jax.Array], dict[str, jax.Array]]
         logits, feats = model.apply(variables, images, train=False, return_features=True)
         return {"features": feats, "logits": logits}
 
-    return functools.partial(features, variables)
+    return functools.partial(features, classifier.variables)
 
 
 def _to_channels(images: jax.Array, channels: int) -> jax.Array:
@@ -111,7 +120,7 @@ def _to_channels(images: jax.Array, channels: int) -> jax.Array:
 def probabilities(workdir: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Class probabilities [N, K] of a classifier run (binary runs: [1 - p, p]; multi-label
     runs: per-label probabilities [N, L])."""
-    _, _, _, _, task = load_run(workdir)
+    task = runs.load(workdir, kind="classifier").task
     fn = make_feature_fn(workdir)
     probs = np.concatenate(
         [

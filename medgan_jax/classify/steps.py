@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from medgan_jax import training
 from medgan_jax.classify.state import ClassifierState, loss_fn, scores_of
 from medgan_jax.models.classifiers import TRUNK
 
@@ -49,15 +50,12 @@ def make_train_step(
                 TRUNK: jax.tree.map(lambda d: jnp.where(frozen, 0.0, d), deltas[TRUNK]),
             }
         params = optax.apply_updates(state.params, deltas)
-        finite = jnp.isfinite(loss)
         new_state = state.replace(
             step=state.step + 1,
             params=params,
             batch_stats=updates.get("batch_stats", state.batch_stats),
             opt_state=opt_state,
-            first_bad_step=jnp.where(
-                (state.first_bad_step < 0) & ~finite, state.step + 1, state.first_bad_step
-            ),
+            first_bad_step=training.first_bad_step(state.first_bad_step, state.step, loss),
         )
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
         if task != "multilabel":

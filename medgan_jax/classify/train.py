@@ -12,11 +12,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
-from medgan_jax import checkpoint, parallel
-from medgan_jax.augment.registry import make_augment
-from medgan_jax.classify import mixing
+from medgan_jax import checkpoint, parallel, runs, training
+from medgan_jax.augment import registry as augment_registry
+from medgan_jax.classify import mixing, predict
 from medgan_jax.classify.state import (
     ClassifierState,
     class_weights,
@@ -30,20 +29,16 @@ from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import DataError, Records
 from medgan_jax.metrics import classification
 from medgan_jax.models.classifiers import build_classifier
-from medgan_jax.writers import MetricWriter, Progress
+from medgan_jax.models.keras_weights import load_keras_weights
+from medgan_jax.writers import Progress
 
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "balanced_accuracy": True, "loss": False}
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; the message names the step."""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains (resuming from workdir) and returns the test metrics written to metrics.json."""
     started = time.perf_counter()
-    parallel.initialize_distributed()
-    mesh = parallel.make_mesh(config.num_devices or None)
+    mesh = training.mesh_of(config)
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     if config.early_stopping.metric not in HIGHER_IS_BETTER:
@@ -54,9 +49,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     splits = load_splits(config, workdir)
     train = splits["train"]
     task = task_of(train.multi_label, train.num_classes, config.task)
-    if is_main:
-        _write_json(workdir, "config.json", json.loads(config.to_json_best_effort()))
-        _write_json(workdir, "classes.json", {"class_names": list(train.class_names), "task": task})
+    runs.write(workdir, "classifier", config, train.class_names, task=task)
     model = build_classifier(
         config.model.name, num_outputs(task, train.num_classes), **config.model.options
     )
@@ -67,35 +60,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tx = make_optimizer(config.optimizer, total_steps)
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
     higher = HIGHER_IS_BETTER[config.early_stopping.metric]
-    replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    replicated = parallel.replicated(mesh)
     state = create_state(model, tx, image_shape, config.seed, higher, replicated)
-    latest = checkpoint.manager(workdir, 1, config.keep_checkpoints)
+    run = training.open_run(workdir, mesh, save_every=1, keep=config.keep_checkpoints)
     best = checkpoint.manager(workdir, 1, 1, subdir="best")
-    state, start = checkpoint.restore_latest(latest, state)
+    state, start = run.restore(state)
     if start == 0:
         state = jax.device_put(initialise_weights(config, model, state), replicated)
     weights = jnp.asarray(
         class_weights(config.class_weighting, train.labels, train.label_mask, train.num_classes)
     )
-    step_fn = jax.jit(
+    step_fn = training.jit_step(
         make_train_step(
             model,
             tx,
             task,
             weights,
-            make_augment(config.augment, config.augment_params.to_dict() or None),
+            augment_registry.make_augment(config.augment, config.augment_params.to_dict() or None),
             config.freeze_trunk_epochs * steps_per_epoch,
         ),
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
+        mesh,
     )
-    predict = jax.jit(make_predict(model, task))
+    predict_fn = jax.jit(make_predict(model, task))
     parallel.check_batch_size(config.batch_size, mesh)
     batches = pipeline.global_batches(
         train, config.data, mesh, global_batch_size=config.batch_size, train=True, start_step=start
     )
-    writer = MetricWriter(workdir, enabled=is_main)
     progress = Progress(total_steps, config.batch_size, start)
     patience = config.early_stopping.patience
     for epoch in range(start // steps_per_epoch, config.num_epochs):
@@ -106,11 +96,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step = int(state.step)
             if step % config.log_every == 0:
                 scalars = _finite_scalars(state, metrics)
-                writer.write(step, {f"train/{k}": v for k, v in scalars.items()})
+                run.writer.write(step, {f"train/{k}": v for k, v in scalars.items()})
                 if is_main:
                     print(progress.line(step, scalars), flush=True)
         _finite_scalars(state, metrics)
-        val = evaluate_split(predict, state, splits["val"], task, config, mesh)
+        val = evaluate_split(predict_fn, state, splits["val"], task, config, mesh)
         value = val["summary"][config.early_stopping.metric]
         value = None if value is None else float(np.float32(value))  # as stored in the state
         improved = value is not None and (
@@ -121,9 +111,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if improved:
             state = state.replace(best_metric=jnp.float32(value), best_epoch=jnp.int32(epoch))
             checkpoint.save(best, int(state.step), state, force=True)
-        checkpoint.save(latest, int(state.step), state, force=True)
+        run.save(int(state.step), state)
         scalars = {f"val/{k}": v for k, v in val["summary"].items() if v is not None}
-        writer.write(int(state.step), {"epoch": epoch + 1, **scalars})
+        run.writer.write(int(state.step), {"epoch": epoch + 1, **scalars})
         if is_main:
             marks = "  (best)" if improved else ""
             print(
@@ -137,11 +127,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "Early stopping after epoch %d (best: %d).", epoch + 1, int(state.best_epoch) + 1
             )
             break
-    for mngr in (latest, best):
-        mngr.wait_until_finished()
+    run.checkpoints.wait_until_finished()
+    best.wait_until_finished()
     if best.latest_step() is not None:
         state = checkpoint.restore(best, best.latest_step(), state)
-    test = evaluate_split(predict, state, splits["test"], task, config, mesh)
+    test = evaluate_split(predict_fn, state, splits["test"], task, config, mesh)
     results = {
         "wall_seconds": time.perf_counter() - started,
         "task": task,
@@ -154,7 +144,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "test_summary": test["summary"],
     }
     if is_main:
-        _write_json(workdir, "metrics.json", results)
+        with open(os.path.join(workdir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
         np.savez(
             os.path.join(workdir, "test_predictions.npz"),
             task=task,
@@ -166,8 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             + "  ".join(f"{k} {v:.4f}" for k, v in test["summary"].items() if v is not None),
             flush=True,
         )
-    writer.close()
-    latest.close()
+    run.close()
     best.close()
     return results
 
@@ -221,38 +211,28 @@ def initialise_weights(config, model, state: ClassifierState) -> ClassifierState
     init = config.init
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     if init.keras_weights:
-        from medgan_jax.models.keras_weights import load_keras_weights
-
         variables = load_keras_weights(config.model.name, init.keras_weights, variables)
     if init.checkpoint:
-        from medgan_jax.classify.predict import load_variables, transfer
-
-        variables = transfer(load_variables(init.checkpoint), variables, init.checkpoint)
+        variables = predict.transfer(
+            predict.load_variables(init.checkpoint), variables, init.checkpoint
+        )
     if init.gan_discriminator:
-        from medgan_jax.classify.predict import discriminator_trunk, transfer
-
-        trunk = discriminator_trunk(init.gan_discriminator)
-        variables = transfer(trunk, variables, f"{init.gan_discriminator} (its discriminator)")
+        trunk = predict.discriminator_trunk(init.gan_discriminator)
+        where = f"{init.gan_discriminator} (its discriminator)"
+        variables = predict.transfer(trunk, variables, where)
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 
-def evaluate_split(predict, state, records: Records, task: str, config, mesh) -> dict:
+def evaluate_split(predict_fn, state, records: Records, task: str, config, mesh) -> dict:
     """Scores for every image of a split, its classification report and headline numbers."""
     batches = pipeline.global_batches(
         records, config.data, mesh, global_batch_size=config.eval_batch_size, train=False
     )
-    scores, valid = [], []
-    for batch in batches:
-        s, _, _ = predict(state.params, state.batch_stats, batch["image"])
-        scores.append(multihost_utils.process_allgather(s, tiled=True))
-        valid.append(multihost_utils.process_allgather(batch["valid"], tiled=True))
-    keep = np.concatenate(valid)
-    # Eval batches pad by repeating the last image; keep one row per record, in order.
-    scores = np.concatenate(scores)[keep][: len(records)]
-    if len(scores) != len(records):
-        raise DataError(
-            f"{len(records) - len(scores)} image(s) of {records.description} could not be read."
-        )
+    scores = training.map_split(
+        lambda batch: predict_fn(state.params, state.batch_stats, batch["image"])[0],
+        batches,
+        records,
+    )
     arrays = {"labels": records.labels, "scores": scores}
     if records.label_mask is not None:
         arrays["mask"] = records.label_mask
@@ -275,15 +255,9 @@ def _cross_entropy(task, labels, scores, mask) -> float:
 
 
 def _finite_scalars(state: ClassifierState, metrics: dict) -> dict[str, float]:
-    bad = int(state.first_bad_step)
-    if bad >= 0:
-        raise NonFiniteLossError(
-            f"The classifier loss became NaN or inf at step {bad}; the run stopped and the "
-            "last checkpoint is from before it. Lower config.optimizer.lr or check the data."
-        )
+    training.check_finite(
+        state.first_bad_step,
+        "The classifier loss",
+        "Lower config.optimizer.lr or check the data.",
+    )
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
-
-
-def _write_json(workdir: str, name: str, value) -> None:
-    with open(os.path.join(workdir, name), "w") as f:
-        json.dump(value, f, indent=1)

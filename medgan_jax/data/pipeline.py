@@ -11,7 +11,6 @@ Each process reads only its own slice of every global batch (multi-host).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterator
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from medgan_jax import parallel
+from medgan_jax import app, parallel
 from medgan_jax.data.records import DataError, Records
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -32,16 +31,6 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Our tf.data functions have no Python control flow on tensors; skipping autograph's
 # source conversion saves ~1 s of start-up per pipeline.
 _graph = tf.autograph.experimental.do_not_convert
-
-
-@functools.cache
-def hide_accelerators_from_tf() -> None:
-    """TF is only the input pipeline: keep it off the GPUs/TPUs that JAX uses."""
-    try:
-        tf.config.set_visible_devices([], "GPU")
-        tf.config.set_visible_devices([], "TPU")
-    except (RuntimeError, ValueError):  # Already initialised or no such device type.
-        pass
 
 
 # ----------------------------------------------------------------- image functions
@@ -276,7 +265,7 @@ def build_dataset(
     Eval batches carry `valid` (False for padding and skipped files) so every device
     gets full batches and every process the same number of them.
     """
-    hide_accelerators_from_tf()
+    app.hide_accelerators_from_tf()
     if len(records) == 0:
         raise DataError(f"No images to read from {records.description}.")
     processes, process = jax.process_count(), jax.process_index()
@@ -420,7 +409,7 @@ def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records
     """
     if records.images is not None:
         return records
-    hide_accelerators_from_tf()
+    app.hide_accelerators_from_tf()
     counter = SkipCounter()
     load = _example_loader(records, cfg, counter)
     ds = tf.data.Dataset.range(len(records)).map(load, num_parallel_calls=AUTOTUNE).batch(256)
@@ -443,7 +432,7 @@ def tfds_batches(
     """A TFDS split, preprocessed like the record sources, batched per process."""
     from medgan_jax.data import sources
 
-    hide_accelerators_from_tf()
+    app.hide_accelerators_from_tf()
     ds, _ = sources.tfds_dataset(cfg, split)
     local = global_batch_size // jax.process_count()
     ds = ds.map(

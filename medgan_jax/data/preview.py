@@ -15,6 +15,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from medgan_jax import app as medgan_app
 from medgan_jax import parallel
 from medgan_jax.data import DataError, load_split, pipeline
 from medgan_jax.images import save_image_grid
@@ -44,7 +45,6 @@ def class_sorted_grid(images: np.ndarray, labels: np.ndarray, columns: int) -> n
 
 def preview(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Prints split summaries and a few device batches; writes samples_train.png."""
-    parallel.initialize_distributed()
     mesh = parallel.make_mesh(config.num_devices or None)
     data = config.data
     print(
@@ -88,6 +88,7 @@ def main() -> None:
     def run(argv):
         del argv
         logging.set_verbosity(logging.WARNING)
+        medgan_app.configure()
         preview(config.value, workdir.value)
 
     app.run(run)

@@ -173,7 +173,7 @@ def make_stage_step(
 ) -> Callable[[GANState, dict, jax.Array], tuple[GANState, dict]]:
     """(state, batch of full-size reals, alpha) -> (state, metrics) for one stage; jit it."""
     g, d = stage_models(generator, discriminator, resolution, fading)
-    step = make_train_step(g, d, cfg)
+    step = make_train_step(g, d, cfg, per_module=True)
     g_names, d_names = stage_modules(resolution, fading)
 
     def stage_step(state: GANState, batch: dict, alpha: jax.Array):

@@ -3,7 +3,7 @@
   python -m medgan_jax.gan.sample --workdir=runs/dcgan --num=1000 --out=DIR \
       [--class_name=malignant] [--seed=0] [--step=-1]
 
-Reads the run's config.json and latest (or --step) checkpoint. The same seed gives
+Reads the run's metadata (runs.py) and latest (or --step) checkpoint. The same seed gives
 the same images. A conditional PGGAN also takes label combinations ('Edema,Lung Lesion').
 PGGAN images are at the final resolution (a checkpoint not yet grown to it is upscaled).
 DIR/manifest.json records checkpoint step, seed, class and files.
@@ -11,58 +11,52 @@ DIR/manifest.json records checkpoint step, seed, class and files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from PIL import Image
 
-from medgan_jax import checkpoint, parallel
-from medgan_jax.gan import progressive
+from medgan_jax import app as medgan_app
+from medgan_jax import checkpoint, runs
+from medgan_jax.gan import families
 from medgan_jax.gan.state import create_state
 from medgan_jax.gan.steps import calibration_latents, make_generate
-from medgan_jax.gan.train import build_models, is_conditional
 from medgan_jax.images import to_uint8
 from medgan_jax.models.layers import upsample_nearest
 
 
-def load_run(workdir: str, step: int = -1):
-    """(config, generator, EMA params, EMA batch stats, step) of a training run."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    class_names = _class_names(workdir)
-    generator, discriminator = build_models(config, len(class_names))
+@dataclasses.dataclass(frozen=True)
+class Generator:
+    """A GAN run's EMA generator at one checkpoint, ready to sample."""
+
+    run: runs.Run
+    model: nn.Module
+    params: dict
+    stats: dict  # its BatchNorm statistics (recalibrated before sampling)
+    step: int
+
+
+def load_generator(workdir: str, step: int = -1) -> Generator:
+    """The EMA generator of a GAN run's latest (or `step`) checkpoint."""
+    run = runs.load(workdir, kind="gan")
+    config = run.config
+    generator, discriminator = families.build_models(config, len(run.class_names))
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
-    state = create_state(generator, discriminator, config.gan, image_shape, config.seed)
+    per_module = families.family_of(config).per_module_optimizers
+    state = create_state(
+        generator, discriminator, config.gan, image_shape, config.seed, per_module=per_module
+    )
     step = resolve_step(workdir, step)
     state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
-    if config.gan.family == "pggan":
-        generator = _grown_generator(config, generator, discriminator, step)
-    return config, generator, state.ema_params, state.g_stats, int(step), class_names
-
-
-def _grown_generator(config, generator, discriminator, step: int):
-    """PGGAN: the generator as grown by `step` (sample_batches upscales its images)."""
-    stage = progressive.Schedule.from_config(config).stage(max(step, 1))
-    if stage.resolution == generator.resolution and not stage.fading:
-        return generator
-    logging.warning(
-        "Checkpoint step %d has grown to %dx%d (alpha %.3f), not yet to the final %dx%d: "
-        "its images are upscaled (nearest neighbour).",
-        step,
-        stage.resolution,
-        stage.resolution,
-        stage.alpha,
-        generator.resolution,
-        generator.resolution,
-    )
-    g, _ = progressive.stage_models(generator, discriminator, stage.resolution, stage.fading)
-    return g.clone(alpha=stage.alpha)
+    generator = families.generator_at(config, generator, discriminator, step)
+    return Generator(run, generator, state.ema_params, state.g_stats, int(step))
 
 
 def resolve_step(workdir: str, step: int = -1) -> int:
@@ -72,12 +66,6 @@ def resolve_step(workdir: str, step: int = -1) -> int:
         if step is None:
             raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train the GAN first.")
     return int(step)
-
-
-def _class_names(workdir: str) -> list[str]:
-    """Class names in label order, as written by the training run."""
-    with open(os.path.join(workdir, "classes.json")) as f:
-        return json.load(f)
 
 
 def sample_batches(
@@ -93,13 +81,14 @@ def sample_batches(
     Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
     batch size.
     """
-    config, generator, params, stats, _, class_names = load_run(workdir, step)
+    g = load_generator(workdir, step)
+    config, class_names, params = g.run.config, list(g.run.class_names), g.params
     labels = jnp.zeros((batch_size,), jnp.int32)
-    if is_conditional(config):
-        labels = _labels(class_name, class_names, config.gan.family, batch_size)
-    calibrate, generate = map(jax.jit, make_generate(generator))
+    if g.run.conditional:
+        labels = _labels(class_name, class_names, families.combines_labels(config), batch_size)
+    calibrate, generate = map(jax.jit, make_generate(g.model))
     calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
-    stats = calibrate(params, stats, *calibration)
+    stats = calibrate(params, g.stats, *calibration)
     latents = jax.jit(_latents, static_argnums=(2, 3))
     key = jax.random.PRNGKey(seed)
     for start in range(0, num, batch_size):
@@ -110,7 +99,7 @@ def sample_batches(
         yield np.asarray(images)[: min(batch_size, num - start)]
 
 
-def _labels(class_name: str, class_names: list[str], family: str, batch_size: int):
+def _labels(class_name: str, class_names: list[str], combinations: bool, batch_size: int):
     """Class ids for one class, or (PGGAN) a multi-hot vector for 'A,B' combinations."""
     names = [n.strip() for n in class_name.split(",")] if class_name else [class_name]
     unknown = [n for n in names if n not in class_names]
@@ -118,7 +107,7 @@ def _labels(class_name: str, class_names: list[str], family: str, batch_size: in
         raise ValueError(f"class_name='{class_name}'; this GAN knows {class_names}.")
     if len(names) == 1:
         return jnp.full((batch_size,), class_names.index(names[0]), jnp.int32)
-    if family != "pggan":
+    if not combinations:
         raise ValueError(
             f"class_name='{class_name}' combines labels; only a conditional PGGAN (multi-hot "
             "labels) generates label combinations."
@@ -144,7 +133,7 @@ def generate_images(
     batch_size: int = 256,
 ) -> dict:
     """Writes `num` PNGs and manifest.json to `out`; returns the manifest."""
-    step, class_names = resolve_step(workdir, step), _class_names(workdir)
+    step, class_names = resolve_step(workdir, step), runs.load(workdir).class_names
     os.makedirs(out, exist_ok=True)
     files = []
     batches = sample_batches(workdir, num, class_name, seed, step, batch_size)
@@ -180,7 +169,7 @@ def main() -> None:
 
     def run(argv):
         del argv
-        parallel.initialize_distributed()
+        medgan_app.configure()
         folder = out.value or os.path.join(workdir.value, "generated")
         manifest = generate_images(
             workdir.value,

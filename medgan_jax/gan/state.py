@@ -30,16 +30,19 @@ class GANState:
     first_bad_step: jax.Array  # -1 until a loss turns NaN/inf
 
 
-def optimizers(cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, ...]:
-    """Adam for G and D with separate learning rates and betas."""
+def optimizers(
+    cfg: ml_collections.ConfigDict, per_module: bool = False
+) -> tuple[optax.GradientTransformation, ...]:
+    """Adam for G and D with separate learning rates and betas; `per_module` (progressive
+    growing: a stage updates only the blocks it uses) keeps a state per top-level module."""
     g = optax.adam(cfg.g_lr, b1=cfg.g_betas[0], b2=cfg.g_betas[1], eps=cfg.adam_eps)
     d = optax.adam(cfg.d_lr, b1=cfg.d_betas[0], b2=cfg.d_betas[1], eps=cfg.adam_eps)
-    if cfg.family == "pggan":  # a growth stage updates only the blocks it uses
-        return per_module(g), per_module(d)
+    if per_module:
+        return per_module_state(g), per_module_state(d)
     return g, d
 
 
-def per_module(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+def per_module_state(tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """`tx` with its own state per top-level module of the parameters, so that an update
     of some modules (a sub-dict of params and state) leaves the others untouched."""
 
@@ -63,9 +66,10 @@ def create_state(
     image_shape: tuple[int, int, int],
     seed: int,
     sharding: jax.sharding.Sharding | None = None,
+    per_module: bool = False,
 ) -> GANState:
     """Initialises both networks and their optimizers from `seed` (one compiled program)."""
-    g_tx, d_tx = optimizers(cfg)
+    g_tx, d_tx = optimizers(cfg, per_module)
 
     def init() -> GANState:
         key = jax.random.PRNGKey(seed)  # raw uint32 key: a plain array, checkpoints as is

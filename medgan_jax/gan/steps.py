@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from medgan_jax import training
 from medgan_jax.augment import ada, diffaugment
 from medgan_jax.gan import losses
 from medgan_jax.gan.state import GANState, optimizers
@@ -32,9 +33,15 @@ def make_augment(cfg: ml_collections.ConfigDict) -> Callable:
     raise ValueError(f"config.gan.augment='{cfg.augment}'; expected '', 'diffaugment' or 'ada'.")
 
 
-def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_collections.ConfigDict):
-    """Returns train_step(state, batch) -> (state, metrics); jit it with shardings."""
-    g_tx, d_tx = optimizers(cfg)
+def make_train_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    cfg: ml_collections.ConfigDict,
+    per_module: bool = False,
+):
+    """Returns train_step(state, batch) -> (state, metrics); jit it with shardings.
+    `per_module` as in `state.optimizers`."""
+    g_tx, d_tx = optimizers(cfg, per_module)
     augment = make_augment(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
     num_classes = getattr(generator, "num_classes", 0)
@@ -178,11 +185,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module, cfg: ml_coll
                 cfg.ada_interval,
             )
         watched = (d_loss, g_loss, optax.global_norm(g_params), optax.global_norm(d_params))
-        bad = ~jnp.all(jnp.isfinite(jnp.stack(watched)))
         # Steps are counted from 1 in logs and checkpoints: step s leaves state.step == s.
-        first_bad = jnp.where(
-            (state.first_bad_step < 0) & bad, state.step + 1, state.first_bad_step
-        )
+        first_bad = training.first_bad_step(state.first_bad_step, state.step, jnp.stack(watched))
         new_state = state.replace(
             step=state.step + 1,
             g_params=g_params,

@@ -11,7 +11,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from medgan_jax.study import evaluate, runner
+from medgan_jax.study import evaluate, grid
 
 
 def cell_metric(result: dict, metric: str) -> float | None:
@@ -38,8 +38,10 @@ def summarise(config: ml_collections.ConfigDict, root: str, cells: dict) -> dict
             for size in config.sizes:
                 values, deltas = [], []
                 for seed in config.seeds:
-                    value = cell_metric(cells[_key(size, seed, name)], metric)
-                    base = cell_metric(cells.get(_key(size, seed, "base"), {"error": ""}), metric)
+                    value = cell_metric(cells[grid.cell_key(size, seed, name)], metric)
+                    base = cell_metric(
+                        cells.get(grid.cell_key(size, seed, "base"), {"error": ""}), metric
+                    )
                     if value is not None:
                         values.append(value)
                         if base is not None:
@@ -61,13 +63,13 @@ def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> d
         for size in config.sizes:
             per_seed = []
             for seed in config.seeds:
-                if "error" in cells[_key(size, seed, name)] or "error" in cells.get(
-                    _key(size, seed, "base"), {"error": ""}
+                if "error" in cells[grid.cell_key(size, seed, name)] or "error" in cells.get(
+                    grid.cell_key(size, seed, "base"), {"error": ""}
                 ):
                     continue
-                cell = os.path.join(root, f"size={size}", f"seed={seed}")
-                base = evaluate.load_predictions(os.path.join(cell, "method=base"))
-                other = evaluate.load_predictions(os.path.join(cell, f"method={name}"))
+                cell = grid.cell_root(root, size, seed)
+                base = evaluate.load_predictions(grid.method_workdir(cell, "base"))
+                other = evaluate.load_predictions(grid.method_workdir(cell, name))
                 per_seed.append(evaluate.delong(base, other))
             tests[name][str(size)] = per_seed
     return tests
@@ -83,13 +85,12 @@ def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifi
     eval_config = copy.deepcopy(config.gan_eval)
     network = evaluate.build_feature_network(features, eval_config.batch_size, mesh)
     quality: dict = {}
-    for gan in sorted({runner.method(m).gan for m in config.methods} - {""}):
+    for gan in grid.gans_of(config.methods):
         quality[gan] = {}
         for size in config.sizes:
             rows = []
             for seed in config.seeds:
-                cell = os.path.join(root, f"size={size}", f"seed={seed}")
-                workdir = runner.gan_workdir(cell, gan)
+                workdir = grid.gan_workdir(grid.cell_root(root, size, seed), gan)
                 out = os.path.join(workdir, "quality")
                 done = os.path.join(out, "quality.json")
                 if os.path.exists(done):
@@ -149,7 +150,3 @@ def _stats(values: list[float]) -> dict:
         return {"mean": None, "std": None, "n": 0, "values": []}
     v = np.asarray(values, np.float64)
     return {"mean": float(v.mean()), "std": float(v.std()), "n": len(v), "values": v.tolist()}
-
-
-def _key(size, seed, name) -> str:
-    return f"size={size}/seed={seed}/method={name}"

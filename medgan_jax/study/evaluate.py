@@ -74,7 +74,6 @@ class Accumulator:
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every evaluation the config names; returns what it wrote to metrics.json."""
-    parallel.initialize_distributed()
     mesh = parallel.make_mesh(config.num_devices or None)
     os.makedirs(workdir, exist_ok=True)
     results: dict = {"generated": {}, "classification": {}}

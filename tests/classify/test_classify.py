@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 
 from configs.classifier import get_config
-from medgan_jax import parallel
-from medgan_jax.classify import mixing, state, steps, train
+from medgan_jax import parallel, runs
+from medgan_jax.classify import mixing, predict, state, steps, train
 from medgan_jax.data import load_split
 from medgan_jax.models.classifiers import build_classifier
 from medgan_jax.writers import read_metrics
+from tests.legacy_runs import as_legacy_run
 
 
 def smoke(**overrides):
@@ -237,3 +238,16 @@ def test_frozen_trunk_stays_put_while_the_head_learns():
     assert same(s0.params["trunk"], s1.params["trunk"])
     assert not same(s0.params["head"], s1.params["head"])
     assert not same(s1.params["trunk"], s2.params["trunk"])
+
+
+def test_a_run_written_before_run_json_still_predicts(full_run, tmp_path):
+    workdir, _ = full_run
+    legacy = as_legacy_run(workdir, tmp_path / "legacy")
+    run = runs.load(str(legacy), kind="classifier")
+    assert (run.task, run.class_names) == ("binary", ("benign", "malignant"))
+    images = np.random.default_rng(0).uniform(-1, 1, (5, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        predict.probabilities(str(legacy), images), predict.probabilities(str(workdir), images)
+    )
+    with pytest.raises(ValueError, match="is a classifier run; expected a gan run"):
+        runs.load(str(legacy), kind="gan")

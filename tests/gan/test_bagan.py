@@ -3,6 +3,8 @@ samples, resume, and a classifier started from the discriminator."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +12,10 @@ import pytest
 
 from configs import classifier as classifier_config
 from configs.bagan import get_config
-from medgan_jax import checkpoint, parallel
+from medgan_jax import checkpoint, parallel, training
 from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split, pipeline
-from medgan_jax.gan import bagan as bagan_stage
-from medgan_jax.gan import train
+from medgan_jax.gan import autoencoder, families, train
 from medgan_jax.models import bagan
 from medgan_jax.writers import read_metrics
 
@@ -26,13 +27,13 @@ def smoke(**overrides):
 
 
 def records_of(config):
-    return train._gan_labels(load_split(config.data, "train"), config)
+    return families.training_labels(load_split(config.data, "train"), config)
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bagan")
-    train.train_and_evaluate(smoke(), str(workdir))
+    train.train(smoke(), str(workdir))
     return workdir
 
 
@@ -51,7 +52,7 @@ def test_autoencoder_stage_reduces_reconstruction_loss(tmp_path):
     config = smoke(log_every=1)
     config.bagan.update(autoencoder_steps=40, autoencoder_lr=2e-3)
     mesh = parallel.make_mesh()
-    bagan_stage.train_autoencoder(config, str(tmp_path), records_of(config), mesh)
+    autoencoder.train_autoencoder(config, str(tmp_path), records_of(config), mesh)
     mae = [row["reconstruction_mae"] for row in read_metrics(tmp_path / "autoencoder")]
     assert len(mae) == 40 and np.mean(mae[-5:]) < 0.8 * np.mean(mae[:5])
     assert (tmp_path / "samples" / "autoencoder.png").exists()
@@ -59,7 +60,7 @@ def test_autoencoder_stage_reduces_reconstruction_loss(tmp_path):
 
 def _autoencoder(workdir):
     config = smoke()
-    return bagan_stage.train_autoencoder(
+    return autoencoder.train_autoencoder(
         config, str(workdir), records_of(config), parallel.make_mesh()
     )
 
@@ -68,9 +69,9 @@ def test_generator_and_discriminator_start_as_decoder_and_encoder(full_run):
     config = smoke()
     records = records_of(config)
     ae = _autoencoder(full_run)  # finished: restored, not retrained
-    generator, discriminator = train.build_models(config, records.num_classes)
+    generator, discriminator = families.build_models(config, records.num_classes)
     fresh = train.initial_state(config, generator, discriminator, parallel.make_mesh())
-    state = bagan_stage.initialise_gan(fresh, ae)
+    state = autoencoder.initialise_gan(fresh, ae)
     equal = lambda a, b: jax.tree.all(jax.tree.map(np.array_equal, a, b))
     assert equal(state.g_params["decoder"], ae.params["decoder"])
     assert equal(state.g_params["embedding"], ae.params["embedding"])
@@ -78,7 +79,7 @@ def test_generator_and_discriminator_start_as_decoder_and_encoder(full_run):
     assert equal(state.ema_params, state.g_params)
     assert equal(state.d_params["trunk"], ae.params["encoder"]["trunk"])
     assert not equal(fresh.d_params["trunk"], state.d_params["trunk"])
-    untouched = bagan_stage.initialise_gan(fresh, ae, init_discriminator=False)
+    untouched = autoencoder.initialise_gan(fresh, ae, init_discriminator=False)
     assert equal(untouched.d_params, fresh.d_params)
 
 
@@ -86,22 +87,22 @@ def test_class_gaussians_are_fitted_from_the_encodings(full_run):
     config = smoke()
     records = records_of(config)
     ae = _autoencoder(full_run)
-    latents, labels = bagan_stage.labelled_latents(config, ae, records, parallel.make_mesh())
+    latents, labels = autoencoder.labelled_latents(config, ae, records, parallel.make_mesh())
     np.testing.assert_array_equal(labels, records.labels)
-    model = bagan_stage.build_autoencoder(config, records.num_classes)
+    model = autoencoder.build_autoencoder(config, records.num_classes)
     images = jnp.asarray(pipeline.decode_all(records.take(np.arange(3)), config.data))
     direct = model.apply(
         {"params": ae.params, "batch_stats": ae.stats}, images, labels[:3], train=False
     )[1]
     np.testing.assert_allclose(latents[:3], direct, atol=1e-4)
-    means, trils = bagan_stage.fit_class_gaussians(latents, labels, records.num_classes, 0.0)
+    means, trils = autoencoder.fit_class_gaussians(latents, labels, records.num_classes, 0.0)
     for c in range(records.num_classes):
         members = latents[labels == c].astype(np.float64)
         np.testing.assert_allclose(means[c], members.mean(0), atol=1e-5)
         cov = trils[c].astype(np.float64) @ trils[c].T.astype(np.float64)
         np.testing.assert_allclose(cov, np.cov(members, rowvar=False), atol=1e-4)
     with pytest.raises(ValueError, match="at least 2 training images of class 1"):
-        bagan_stage.fit_class_gaussians(latents[:3], np.array([0, 0, 1]), 2)
+        autoencoder.fit_class_gaussians(latents[:3], np.array([0, 0, 1]), 2)
 
 
 def test_class_gaussian_generator_samples_from_the_fitted_gaussian():
@@ -143,9 +144,9 @@ def test_conditional_samples_differ_by_class(full_run):
 
 
 def test_smoke_run_resumes_without_retraining_the_autoencoder(full_run, tmp_path):
-    train.train_and_evaluate(smoke(num_steps=2), str(tmp_path))
+    train.train(smoke(num_steps=2), str(tmp_path))
     ae_rows = read_metrics(tmp_path / "autoencoder")
-    train.train_and_evaluate(smoke(), str(tmp_path))  # resumes at GAN step 2
+    train.train(smoke(), str(tmp_path))  # resumes at GAN step 2
     assert read_metrics(tmp_path / "autoencoder") == ae_rows
     losses = lambda w: {r["step"]: (r["d_loss"], r["g_loss"]) for r in read_metrics(w)}
     resumed, full = losses(tmp_path), losses(full_run)
@@ -175,3 +176,27 @@ def test_a_classifier_starts_from_the_discriminator_trunk(full_run, tmp_path):
     config.model.options = dict(width=16)
     with pytest.raises(ValueError, match="other layer shapes"):
         classify_train.train_and_evaluate(config, str(tmp_path / "wrong_width"))
+
+
+def test_a_classifier_mixes_in_images_sampled_from_a_bagan_run(full_run, tmp_path):
+    # BAGAN is conditional whatever config.gan.conditional says: the images must be
+    # sampled for the asked class, not unconditionally.
+    config = classifier_config.get_config("smoke")
+    config.update(num_epochs=1, steps_per_epoch=2)
+    config.synthetic.update(gan_workdir=str(full_run), class_name="malignant", amount="8")
+    results = classify_train.train_and_evaluate(config, str(tmp_path))
+    assert results["synthetic_images"] == 8
+    manifest = json.loads((tmp_path / "synthetic" / "manifest.json").read_text())
+    assert (manifest["class_name"], manifest["num"]) == ("malignant", 8)
+
+
+def test_autoencoder_stops_on_nan_like_the_gan_loop(tmp_path):
+    config = smoke(log_every=1, checkpoint_every=1)
+    config.bagan.autoencoder_steps = 3
+    mesh = parallel.make_mesh()
+    autoencoder.train_autoencoder(config, str(tmp_path), records_of(config), mesh)
+    config.bagan.update(autoencoder_steps=6, autoencoder_lr=float("nan"))
+    with pytest.raises(training.NonFiniteLossError, match="NaN or inf at step 4"):
+        autoencoder.train_autoencoder(config, str(tmp_path), records_of(config), mesh)
+    saved = checkpoint.manager(tmp_path, 1, None, subdir="autoencoder/checkpoints")
+    assert saved.latest_step() == 3

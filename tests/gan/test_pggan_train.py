@@ -4,8 +4,6 @@ final resolution, conditional multi-hot training on filtering-augmented data wit
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 from PIL import Image
 
 from configs.pggan import get_config
+from medgan_jax import runs
 from medgan_jax.augment import filtering
 from medgan_jax.data import Records
 from medgan_jax.gan import filtered, progressive, sample, train
@@ -93,7 +92,7 @@ def grown(tmp_path_factory):
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        train.train_and_evaluate(smoke(), str(workdir))
+        train.train(smoke(), str(workdir))
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     return workdir, len(traces)
@@ -115,8 +114,8 @@ def test_smoke_grows_4_to_16_compiling_once_per_phase(grown):
 
 def test_resume_mid_fade_gives_the_same_alpha_and_losses(grown, tmp_path):
     workdir, _ = grown
-    train.train_and_evaluate(smoke(num_steps=7), str(tmp_path))  # killed in the fade to 16
-    train.train_and_evaluate(smoke(), str(tmp_path))  # resumes at step 7 (checkpoint)
+    train.train(smoke(num_steps=7), str(tmp_path))  # killed in the fade to 16
+    train.train(smoke(), str(tmp_path))  # resumes at step 7 (checkpoint)
     keys = ("resolution", "alpha", "kimg", "d_loss", "g_loss")
     resumed, full = by_step(tmp_path, *keys), by_step(workdir, *keys)
     assert resumed[8][:3] == full[8][:3] == (16, 0.5, 0.128)
@@ -126,7 +125,7 @@ def test_resume_mid_fade_gives_the_same_alpha_and_losses(grown, tmp_path):
 
 def test_eight_devices_match_one(grown, tmp_path):
     workdir, _ = grown
-    train.train_and_evaluate(smoke(num_devices=1, num_steps=2), str(tmp_path))
+    train.train(smoke(num_devices=1, num_steps=2), str(tmp_path))
     one, eight = by_step(tmp_path, "d_loss", "g_loss"), by_step(workdir, "d_loss", "g_loss")
     for step in (1, 2):
         np.testing.assert_allclose(one[step], eight[step], rtol=2e-4, atol=1e-5)
@@ -179,11 +178,11 @@ def test_conditional_multi_hot_pggan_with_filtered_data_and_ada(tmp_path):
     config.data.synthetic.update(size=32, num_train=64, num_val=8, num_test=8)
     config.gan.update(classes=(), conditional="acgan", augment="ada")
     config.gan.filter_copies.update(gaussian_blur=True, unsharp_mask=True)
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train(config, str(tmp_path))
     rows = read_metrics(tmp_path)
     assert [r["resolution"] for r in rows] == [4, 4]
     assert all(np.isfinite(r["d_loss"]) for r in rows)
-    names = json.loads((tmp_path / "classes.json").read_text())
+    names = list(runs.load(str(tmp_path)).class_names)
     assert len(names) == 14  # the CheXpert label vector
     gen = lambda name: next(sample.sample_batches(str(tmp_path), 2, name, seed=0, batch_size=2))
     one, combo = gen(names[0]), gen(f"{names[0]},{names[3]}")

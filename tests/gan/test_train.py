@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs.classifier import get_config as get_classifier_config
 from configs.dcgan import get_config
-from medgan_jax import checkpoint
+from medgan_jax import checkpoint, runs, training
+from medgan_jax.classify import mixing
+from medgan_jax.data import load_split
 from medgan_jax.gan import sample, train
 from medgan_jax.writers import read_metrics
+from tests.legacy_runs import as_legacy_run
 
 
 def smoke(**overrides):
@@ -29,7 +33,7 @@ def losses_by_step(workdir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("full")
-    train.train_and_evaluate(smoke(), str(workdir))
+    train.train(smoke(), str(workdir))
     return workdir
 
 
@@ -54,29 +58,30 @@ def test_smoke_run_trains_logs_samples_and_checkpoints(uninterrupted):
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(uninterrupted, tmp_path):
-    train.train_and_evaluate(smoke(num_steps=3), str(tmp_path))  # "killed" after step 3
-    train.train_and_evaluate(smoke(), str(tmp_path))  # same command again: resumes at 3
+    train.train(smoke(num_steps=3), str(tmp_path))  # "killed" after step 3
+    train.train(smoke(), str(tmp_path))  # same command again: resumes at 3
     resumed, full = losses_by_step(tmp_path), losses_by_step(uninterrupted)
     for step in (4, 6):
         np.testing.assert_allclose(resumed[step], full[step], rtol=1e-6)
 
 
 def test_eight_devices_match_one(uninterrupted, tmp_path):
-    train.train_and_evaluate(smoke(num_devices=1), str(tmp_path))
+    train.train(smoke(num_devices=1), str(tmp_path))
     one, eight = losses_by_step(tmp_path), losses_by_step(uninterrupted)
     for step in (2, 4, 6):
         np.testing.assert_allclose(one[step], eight[step], rtol=2e-4, atol=1e-5)
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    train.train_and_evaluate(smoke(num_steps=3), str(tmp_path))
+    train.train(smoke(num_steps=3), str(tmp_path))
     config = smoke(log_every=1, checkpoint_every=1)
     config.gan.g_lr = float("nan")  # the resumed run's first update poisons G
-    with pytest.raises(train.NonFiniteLossError, match="NaN or inf at step 4"):
-        train.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(training.NonFiniteLossError, match="NaN or inf at step 4"):
+        train.train(config, str(tmp_path))
     mngr = checkpoint.manager(tmp_path, 1, None)
     assert mngr.latest_step() == 3
-    _, _, params, _, step, _ = sample.load_run(str(tmp_path))
+    loaded = sample.load_generator(str(tmp_path))
+    params, step = loaded.params, loaded.step
     assert step == 3 and all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
 
 
@@ -108,7 +113,7 @@ def test_wgan_gp_with_two_critic_steps_and_ada(tmp_path):
     # p rises by batch * n_critic * interval / (adjust_kimg * 1000) = 16*2*4/512 = 0.25
     # at step 4 when r_t > target (always, for target -2).
     config.gan.update(ada_target=-2.0, ada_interval=4, ada_adjust_kimg=0.512)
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train(config, str(tmp_path))
     (row,) = read_metrics(tmp_path)
     assert row["ada_p"] == pytest.approx(0.25)
     assert np.isfinite(row["d_loss"]) and np.isfinite(row["g_loss"])
@@ -118,8 +123,8 @@ def test_wgan_gp_with_two_critic_steps_and_ada(tmp_path):
 def test_class_conditional_training_and_generation(conditioning, tmp_path):
     config = smoke(num_steps=2, log_every=2, sample_every=2, checkpoint_every=2)
     config.gan.update(classes=(), conditional=conditioning)
-    train.train_and_evaluate(config, str(tmp_path))
-    assert json.loads((tmp_path / "classes.json").read_text()) == ["benign", "malignant"]
+    train.train(config, str(tmp_path))
+    assert list(runs.load(str(tmp_path)).class_names) == ["benign", "malignant"]
     benign = sample.generate_images(str(tmp_path), 2, str(tmp_path / "b"), "benign", batch_size=2)
     malignant = sample.generate_images(
         str(tmp_path), 2, str(tmp_path / "m"), "malignant", batch_size=2
@@ -128,3 +133,17 @@ def test_class_conditional_training_and_generation(conditioning, tmp_path):
     assert not np.array_equal(first(benign, "b"), first(malignant, "m"))  # same z, other class
     with pytest.raises(ValueError, match="class_name='nevus'; this GAN knows"):
         sample.generate_images(str(tmp_path), 1, str(tmp_path / "x"), "nevus")
+
+
+def test_a_run_written_before_run_json_still_samples_and_mixes(uninterrupted, tmp_path):
+    legacy = as_legacy_run(uninterrupted, tmp_path / "legacy")
+    run = runs.load(str(legacy))
+    assert (run.kind, run.family, run.conditional) == ("gan", "dcgan", False)
+    new = next(sample.sample_batches(str(uninterrupted), 4, seed=1))
+    old = next(sample.sample_batches(str(legacy), 4, seed=1))
+    np.testing.assert_array_equal(old, new)
+    config = get_classifier_config("smoke")
+    config.synthetic.update(gan_workdir=str(legacy), class_name="malignant", amount="4")
+    real = load_split(config.data, "train")
+    mixed = mixing.synthetic_records(config.synthetic, real, str(tmp_path / "clf"))
+    assert len(mixed) == 4 and set(mixed.labels) == {real.class_names.index("malignant")}

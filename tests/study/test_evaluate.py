@@ -22,7 +22,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     gan = dcgan_config.get_config("smoke")
     gan.update(num_steps=2, log_every=2, sample_every=2, checkpoint_every=2)
-    gan_train.train_and_evaluate(gan, str(root / "gan"))
+    gan_train.train(gan, str(root / "gan"))
     clf = classifier_config.get_config("smoke")
     clf.update(num_epochs=1, steps_per_epoch=2)
     classify_train.train_and_evaluate(clf, str(root / "clf"))

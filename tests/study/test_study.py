@@ -11,7 +11,7 @@ import pytest
 
 from configs.study import get_config
 from medgan_jax.data import load_split
-from medgan_jax.study import runner
+from medgan_jax.study import grid, runner
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +96,14 @@ def test_a_failing_cell_is_reported_and_the_rest_continue(study, tmp_path):
 
 
 def test_sizes_are_parsed_or_rejected():
-    assert runner.size_subset("100", 3) == dict(per_class=100, fraction=1.0, seed=3)
-    assert runner.size_subset("25%", 0)["fraction"] == 0.25
+    assert grid.size_subset("100", 3) == dict(per_class=100, fraction=1.0, seed=3)
+    assert grid.size_subset("25%", 0)["fraction"] == 0.25
     with pytest.raises(ValueError, match="config.sizes item 'lots'"):
-        runner.size_subset("lots", 0)
+        grid.size_subset("lots", 0)
     with pytest.raises(ValueError, match="size_unit='minority'"):
-        runner.size_subset("10%", 0, "minority", "malignant")
+        grid.size_subset("10%", 0, "minority", "malignant")
     with pytest.raises(ValueError, match="config.size_unit='rows'"):
-        runner.size_subset("10", 0, "rows")
+        grid.size_subset("10", 0, "rows")
 
 
 def test_minority_sizes_shrink_only_the_rare_class(tmp_path):
@@ -123,7 +123,7 @@ def test_minority_sizes_shrink_only_the_rare_class(tmp_path):
 def test_gpu_presets_name_known_methods_and_metrics(preset):
     config = get_config(preset)
     for name in config.methods:
-        assert not runner.method(name).gan or runner.method(name).gan in config.gans
+        assert not grid.method(name).gan or grid.method(name).gan in config.gans
     assert config.metrics
 
 

@@ -22,12 +22,12 @@ import optax
 from flax import struct
 from jax.experimental import multihost_utils
 
-from medgan_jax import checkpoint, parallel
+from medgan_jax import parallel, training
 from medgan_jax.data import Records, pipeline
 from medgan_jax.gan.state import GANState
 from medgan_jax.images import save_image_grid
 from medgan_jax.models import bagan
-from medgan_jax.writers import MetricWriter, Progress
+from medgan_jax.writers import Progress
 
 
 @struct.dataclass
@@ -36,6 +36,7 @@ class AutoencoderState:
     params: dict
     stats: dict  # the decoder's BatchNorm statistics
     opt: optax.OptState
+    first_bad_step: jax.Array  # -1 until the loss turns NaN/inf
 
 
 def build_autoencoder(config: ml_collections.ConfigDict, num_classes: int) -> bagan.Autoencoder:
@@ -70,7 +71,13 @@ def make_autoencoder_step(model: bagan.Autoencoder, tx: optax.GradientTransforma
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt = tx.update(grads, state.opt, state.params)
         params = optax.apply_updates(state.params, updates)
-        new = state.replace(step=state.step + 1, params=params, stats=stats, opt=opt)
+        new = state.replace(
+            step=state.step + 1,
+            params=params,
+            stats=stats,
+            opt=opt,
+            first_bad_step=training.first_bad_step(state.first_bad_step, state.step, loss),
+        )
         return new, {"loss": loss}
 
     return step
@@ -84,7 +91,11 @@ def _initial_state(model, tx, config, mesh) -> AutoencoderState:
         variables = model.init(jax.random.PRNGKey(config.seed), images, jnp.zeros(2, jnp.int32))
         params = variables["params"]
         return AutoencoderState(
-            jnp.zeros((), jnp.int32), params, variables["batch_stats"], tx.init(params)
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            stats=variables["batch_stats"],
+            opt=tx.init(params),
+            first_bad_step=jnp.full((), -1, jnp.int32),
         )
 
     return jax.device_put(jax.jit(init)(), parallel.replicated(mesh))
@@ -96,19 +107,14 @@ def train_autoencoder(
     """Trains (or resumes, or just restores) the autoencoder for `bagan.autoencoder_steps`."""
     b = config.bagan
     model, tx = build_autoencoder(config, records.num_classes), _optimizer(b)
-    state = _initial_state(model, tx, config, mesh)
-    ckpt = checkpoint.manager(workdir, config.checkpoint_every, 1, subdir="autoencoder/checkpoints")
-    state, start = checkpoint.restore_latest(ckpt, state)
-    if start >= b.autoencoder_steps:
-        ckpt.close()
-        return state
-    replicated = parallel.replicated(mesh)
-    step_fn = jax.jit(
-        make_autoencoder_step(model, tx),
-        in_shardings=(replicated, parallel.batch_sharding(mesh)),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
+    run = training.open_run(
+        workdir, mesh, save_every=config.checkpoint_every, keep=1, subdir="autoencoder"
     )
+    state, start = run.restore(_initial_state(model, tx, config, mesh))
+    if start >= b.autoencoder_steps:
+        run.close()
+        return state
+    step_fn = training.jit_step(make_autoencoder_step(model, tx), mesh)
     batches = pipeline.global_batches(
         records,
         config.data,
@@ -117,29 +123,31 @@ def train_autoencoder(
         train=True,
         start_step=start,
     )
-    is_main = jax.process_index() == 0
-    writer = MetricWriter(os.path.join(workdir, "autoencoder"), enabled=is_main)
     progress = Progress(b.autoencoder_steps, b.autoencoder_batch_size, start)
-    for step in range(start + 1, b.autoencoder_steps + 1):
+    last = b.autoencoder_steps
+    for step in range(start + 1, last + 1):
         batch = next(batches)
         state, metrics = step_fn(state, batch)
-        if step % config.log_every == 0 or step == b.autoencoder_steps:
+        if training.every(step, config.log_every, last):
+            _check_finite(state)
             loss = float(metrics["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"The BAGAN autoencoder's reconstruction loss became {loss} at step {step}; "
-                    "lower config.bagan.autoencoder_lr or check the data."
-                )
-            writer.write(step, {"reconstruction_mae": loss})
-            if is_main:
+            run.writer.write(step, {"reconstruction_mae": loss})
+            if run.is_main:
                 print("autoencoder " + progress.line(step, {"mae": loss}), flush=True)
-        if step % config.checkpoint_every == 0 or step == b.autoencoder_steps:
-            checkpoint.save(ckpt, step, state, force=True)
-    ckpt.wait_until_finished()
-    ckpt.close()
-    writer.close()
+        if training.every(step, config.checkpoint_every, last):
+            _check_finite(state)  # never checkpoint a diverged state
+            run.save(step, state)
+    run.close()
     _save_reconstructions(model, state, batch, os.path.join(workdir, "samples", "autoencoder.png"))
     return state
+
+
+def _check_finite(state: AutoencoderState) -> None:
+    training.check_finite(
+        state.first_bad_step,
+        "The BAGAN autoencoder's reconstruction loss",
+        "Lower config.bagan.autoencoder_lr or check the data.",
+    )
 
 
 def _save_reconstructions(model, state, batch, path: str, num: int = 8) -> None:
@@ -165,16 +173,11 @@ def labelled_latents(
     batches = pipeline.global_batches(
         records, config.data, mesh, global_batch_size=config.batch_size, train=False
     )
-    latents, labels, valid = [], [], []
-    for batch in batches:
-        z = encode(variables, batch["image"], batch["label"])
-        latents.append(multihost_utils.process_allgather(z, tiled=True))
-        labels.append(multihost_utils.process_allgather(batch["label"], tiled=True))
-        valid.append(multihost_utils.process_allgather(batch["valid"], tiled=True))
-    keep = np.concatenate(valid)
-    return np.concatenate(latents)[keep][: len(records)], np.concatenate(labels)[keep][
-        : len(records)
-    ]
+    return training.map_split(
+        lambda batch: (encode(variables, batch["image"], batch["label"]), batch["label"]),
+        batches,
+        records,
+    )
 
 
 def fit_class_gaussians(
@@ -227,3 +230,15 @@ def initialise_gan(
         d_params=d_params,
         ema_params=jax.tree.map(jnp.array, g_params),
     )
+
+
+def pre_stage(config, workdir: str, records: Records, mesh, state: GANState) -> GANState:
+    """BAGAN's stage before adversarial training: trains (or restores) the autoencoder,
+    then initialises G and D from it."""
+    autoencoder = train_autoencoder(config, workdir, records, mesh)
+    class_stats = None
+    if config.bagan.latent_sampling == "class_gaussian":
+        latents, labels = labelled_latents(config, autoencoder, records, mesh)
+        class_stats = fit_class_gaussians(latents, labels, records.num_classes)
+    state = initialise_gan(state, autoencoder, class_stats, config.bagan.init_discriminator)
+    return jax.device_put(state, parallel.replicated(mesh))
