@@ -394,6 +394,7 @@ def load_predictions(path: str) -> dict:
 def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
     """95% bootstrap CIs of accuracy, balanced accuracy and AUC (stratified, seeded)."""
     from medgan_jax.metrics import classification as c
+    from medgan_jax.metrics.bootstrap import bootstrap_ci
 
     metric_fns = {"accuracy": c.accuracy, "balanced_accuracy": c.balanced_accuracy}
     metric_fns["roc_auc"] = c.roc_auc
@@ -401,7 +402,7 @@ def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
     for metric, fn in metric_fns.items():
         kwargs = {"mask": run["mask"]} if "mask" in run and metric == "roc_auc" else {}
         try:
-            out[metric] = c.bootstrap_ci(
+            out[metric] = bootstrap_ci(
                 fn,
                 run["labels"],
                 run["scores"],
@@ -417,19 +418,19 @@ def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
 
 def delong(baseline: dict, other: dict) -> dict:
     """DeLong's test of AUC(other) - AUC(baseline) on the same test images (per class)."""
-    from medgan_jax.metrics import classification as c
+    from medgan_jax.metrics.delong import delong_test
 
     if not np.array_equal(baseline["labels"], other["labels"]):
         raise ValueError("DeLong's test needs both classifiers evaluated on the same test set.")
     # delong_test's difference is AUC(a) - AUC(b): a = the new run, b = the baseline.
     if baseline["task"] == "binary":
-        return c.delong_test(baseline["labels"], other["scores"], baseline["scores"])
+        return delong_test(baseline["labels"], other["scores"], baseline["scores"])
     per_class = {}
     for k, name in enumerate(baseline["class_names"]):
         labels, scores_base = report.binary_view(baseline, k)
         _, scores_new = report.binary_view(other, k)
         try:
-            per_class[name] = c.delong_test(labels, scores_new, scores_base)
+            per_class[name] = delong_test(labels, scores_new, scores_base)
         except ValueError as error:
             per_class[name] = {"undefined": str(error)}
     return per_class
