@@ -5,7 +5,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from medgan_jax import parallel
-from medgan_jax.study import evaluate, runner
+from medgan_jax.evaluation.job import evaluate
+from medgan_jax.study import runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/eval", "Reports and plots go here.")
@@ -16,7 +17,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     parallel.enable_compilation_cache()
     config = _CONFIG.value
-    job = runner.main if "sizes" in config else evaluate.evaluate  # a study config has sizes
+    job = runner.main if "sizes" in config else evaluate  # a study config has sizes
     job(config, _WORKDIR.value)
 
 
