@@ -2,9 +2,10 @@
 or runs the whole augmentation study (configs/study.py, config.job='study')."""
 
 from medgan_jax import app
-from medgan_jax.study import evaluate, runner
+from medgan_jax.evaluation.job import evaluate
+from medgan_jax.study import runner
 
-JOBS = {"evaluate": evaluate.evaluate, "study": runner.main}
+JOBS = {"evaluate": evaluate, "study": runner.main}
 
 
 def run_job(config, workdir: str):

@@ -1,1 +1,1 @@
-"""Evaluation reports and the augmentation study: grids of runs, tables, plots."""
+"""The augmentation study: the grid of runs, its statistics, tables, plots and verdicts."""

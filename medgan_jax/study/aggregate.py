@@ -11,7 +11,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from medgan_jax.study import evaluate, grid
+from medgan_jax.evaluation.classifier_stats import delong, load_predictions
+from medgan_jax.evaluation.features import build_feature_network
+from medgan_jax.evaluation.gan_quality import evaluate_generated
+from medgan_jax.study import grid
 
 
 def cell_metric(result: dict, metric: str) -> float | None:
@@ -68,9 +71,9 @@ def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> d
                 ):
                     continue
                 cell = grid.cell_root(root, size, seed)
-                base = evaluate.load_predictions(grid.method_workdir(cell, "base"))
-                other = evaluate.load_predictions(grid.method_workdir(cell, name))
-                per_seed.append(evaluate.delong(base, other))
+                base = load_predictions(grid.method_workdir(cell, "base"))
+                other = load_predictions(grid.method_workdir(cell, name))
+                per_seed.append(delong(base, other))
             tests[name][str(size)] = per_seed
     return tests
 
@@ -83,7 +86,7 @@ def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifi
         dict(network="classifier", classifier_workdir=reference_classifier, inception_weights="")
     )
     eval_config = copy.deepcopy(config.gan_eval)
-    network = evaluate.build_feature_network(features, eval_config.batch_size, mesh)
+    network = build_feature_network(features, eval_config.batch_size, mesh)
     quality: dict = {}
     for gan in grid.gans_of(config.methods):
         quality[gan] = {}
@@ -109,7 +112,7 @@ def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifi
                         folder=os.path.join(workdir, "generated"),
                     )
                 )
-                result = evaluate.evaluate_generated(gan, spec, network, eval_config, out, mesh)
+                result = evaluate_generated(gan, spec, network, eval_config, out, mesh)
                 os.makedirs(out, exist_ok=True)
                 with open(done, "w") as f:
                     json.dump(result, f, indent=1)

@@ -8,7 +8,9 @@ import pytest
 import scipy.stats
 from sklearn import metrics as skm
 
+from medgan_jax.metrics import bootstrap as B
 from medgan_jax.metrics import classification as C
+from medgan_jax.metrics import delong as D
 
 TOL = 1e-9
 
@@ -224,12 +226,12 @@ def test_delong_matches_brute_force_definition():
     c = rng.integers(0, 3, 60).astype(float)
     scores = np.stack([a, b, c])
     auc_ref, cov_ref = _brute_force_delong(y, scores)
-    auc, cov = C.delong_covariance(y, scores)
+    auc, cov = D.delong_covariance(y, scores)
     np.testing.assert_allclose(auc, auc_ref, atol=1e-12)
     np.testing.assert_allclose(cov, cov_ref, atol=1e-14)
     np.testing.assert_allclose(auc, [skm.roc_auc_score(y, s) for s in scores], atol=1e-12)
 
-    test = C.delong_test(y, a, b)
+    test = D.delong_test(y, a, b)
     contrast = np.array([1.0, -1.0])
     se_ref = math.sqrt(contrast @ cov_ref[:2, :2] @ contrast)
     z_ref = (auc_ref[0] - auc_ref[1]) / se_ref
@@ -241,7 +243,7 @@ def test_delong_matches_brute_force_definition():
     assert abs(test["ci_low"] - (z_ref * se_ref - half)) < 1e-12
     assert abs(test["ci_high"] - (z_ref * se_ref + half)) < 1e-12
 
-    single = C.delong_auc_ci(y, a)
+    single = D.delong_auc_ci(y, a)
     assert abs(single["std_error"] - math.sqrt(cov_ref[0, 0])) < 1e-12
     low_ref = auc_ref[0] - scipy.stats.norm.ppf(0.975) * math.sqrt(cov_ref[0, 0])
     assert abs(single["ci_low"] - max(0.0, low_ref)) < 1e-12
@@ -249,7 +251,7 @@ def test_delong_matches_brute_force_definition():
 
 def test_delong_identical_scores_and_clear_winner():
     y, s = _binary()
-    same = C.delong_test(y, s, s.copy())
+    same = D.delong_test(y, s, s.copy())
     assert same["difference"] == 0.0 and same["std_error"] == 0.0
     assert same["z"] == 0.0 and same["p_value"] == 1.0
     assert not any(isinstance(v, float) and math.isnan(v) for v in same.values())
@@ -258,7 +260,7 @@ def test_delong_identical_scores_and_clear_winner():
     y = rng.integers(0, 2, 3000)
     good = y + rng.normal(0, 0.7, y.size)
     weak = y + rng.normal(0, 2.5, y.size)
-    test = C.delong_test(y, good, weak)
+    test = D.delong_test(y, good, weak)
     assert test["difference"] > 0.15
     assert test["p_value"] < 1e-30
     assert test["ci_low"] > 0
@@ -269,28 +271,28 @@ def test_delong_identical_scores_and_clear_winner():
 
 def test_stratified_bootstrap_preserves_class_counts():
     y, _ = _multiclass(n=200)
-    idx = C.bootstrap_indices(y, n_resamples=50, seed=1)
+    idx = B.bootstrap_indices(y, n_resamples=50, seed=1)
     assert idx.shape == (50, 200)
     counts = np.stack([np.bincount(y[row], minlength=4) for row in idx])
     assert (counts == np.bincount(y, minlength=4)).all()
-    plain = C.bootstrap_indices(y, n_resamples=50, seed=1, stratified=False)
+    plain = B.bootstrap_indices(y, n_resamples=50, seed=1, stratified=False)
     assert not (np.stack([np.bincount(y[row], minlength=4) for row in plain]) == counts).all()
 
 
 def test_bootstrap_is_seeded_and_contains_estimate():
     y, s = _binary()
-    first = C.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=7)
-    again = C.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=7)
-    other = C.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=8)
+    first = B.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=7)
+    again = B.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=7)
+    other = B.bootstrap_ci(C.roc_auc, y, s, n_resamples=500, seed=8)
     assert first == again and first["ci_low"] != other["ci_low"]
     assert first["estimate"] == C.roc_auc(y, s)
     assert first["ci_low"] < first["estimate"] < first["ci_high"]
     assert first["n_valid"] == 500 and first["n_skipped"] == 0 and first["stratified"]
     # The vectorised AUC path gives the same resamples as calling the metric one by one.
-    slow = C.bootstrap_ci(lambda a, b: C.roc_auc(a, b), y, s, n_resamples=500, seed=7)
+    slow = B.bootstrap_ci(lambda a, b: C.roc_auc(a, b), y, s, n_resamples=500, seed=7)
     assert abs(slow["ci_low"] - first["ci_low"]) < 1e-12
     assert abs(slow["ci_high"] - first["ci_high"]) < 1e-12
-    f1 = C.bootstrap_ci(C.f1, y, s, n_resamples=300)
+    f1 = B.bootstrap_ci(C.f1, y, s, n_resamples=300)
     assert f1["ci_low"] < C.f1(y, s) < f1["ci_high"]
 
 
@@ -298,7 +300,7 @@ def test_bootstrap_width_shrinks_with_n():
     widths = []
     for n in (100, 1600):
         y, s = _binary(n=n, seed=5)
-        ci = C.bootstrap_ci(C.roc_auc, y, s, n_resamples=400)
+        ci = B.bootstrap_ci(C.roc_auc, y, s, n_resamples=400)
         widths.append(ci["ci_high"] - ci["ci_low"])
     # Width ~ 1/sqrt(N): 16x the data should give roughly a quarter of the width.
     assert widths[1] < 0.4 * widths[0]
@@ -308,12 +310,12 @@ def test_bootstrap_counts_undefined_resamples():
     y = np.zeros(40, int)
     y[:2] = 1
     s = np.linspace(0, 1, 40)
-    ci = C.bootstrap_ci(C.roc_auc, y, s, n_resamples=300, stratified=False)
+    ci = B.bootstrap_ci(C.roc_auc, y, s, n_resamples=300, stratified=False)
     assert not ci["stratified"]
     # P(no positive drawn) = (38/40)^40 ~ 0.13.
     assert 15 < ci["n_skipped"] < 75 and ci["n_valid"] + ci["n_skipped"] == 300
     y2, s2, mask = _multilabel(n=80)
-    ci = C.bootstrap_ci(C.roc_auc, y2, s2, n_resamples=100, mask=mask)
+    ci = B.bootstrap_ci(C.roc_auc, y2, s2, n_resamples=100, mask=mask)
     assert not ci["stratified"] and ci["n_valid"] + ci["n_skipped"] == 100
     assert ci["ci_low"] <= ci["estimate"] <= ci["ci_high"]
 
@@ -348,15 +350,15 @@ def test_bootstrap_counts_undefined_resamples():
             r"class_names must have 2 entries",
         ),
         (lambda: C.accuracy([0, 1], [0.1, 0.2], threshold="high"), r"threshold must be a number"),
-        (lambda: C.bootstrap_ci(C.roc_auc, [0, 1], [0.1, 0.2], n_resamples=0), r"n_resamples"),
-        (lambda: C.bootstrap_ci(C.roc_auc, [0, 1], [0.1, 0.2], confidence=95), r"confidence"),
-        (lambda: C.delong_test([0, 0, 1, 1], [1, 2, 3, 4], [1, 2, 3]), r"scores_a and scores_b"),
+        (lambda: B.bootstrap_ci(C.roc_auc, [0, 1], [0.1, 0.2], n_resamples=0), r"n_resamples"),
+        (lambda: B.bootstrap_ci(C.roc_auc, [0, 1], [0.1, 0.2], confidence=95), r"confidence"),
+        (lambda: D.delong_test([0, 0, 1, 1], [1, 2, 3, 4], [1, 2, 3]), r"scores_a and scores_b"),
         (
-            lambda: C.delong_test([0, 0, 1, 1], [1, 2, 3, np.nan], [1, 2, 3, 4]),
+            lambda: D.delong_test([0, 0, 1, 1], [1, 2, 3, np.nan], [1, 2, 3, 4]),
             r"scores_a must not",
         ),
-        (lambda: C.delong_test([0, 0, 1, 2], [1, 2, 3, 4], [1, 2, 3, 4]), r"labels must be 0 or 1"),
-        (lambda: C.delong_test([0, 0, 1, 0], [1, 2, 3, 4], [1, 2, 3, 4]), r"at least 2 positive"),
+        (lambda: D.delong_test([0, 0, 1, 2], [1, 2, 3, 4], [1, 2, 3, 4]), r"labels must be 0 or 1"),
+        (lambda: D.delong_test([0, 0, 1, 0], [1, 2, 3, 4], [1, 2, 3, 4]), r"at least 2 positive"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_the_argument(call, match):

@@ -12,9 +12,10 @@ from configs import classifier as classifier_config
 from configs import dcgan as dcgan_config
 from configs.evaluate import get_config
 from medgan_jax.classify import train as classify_train
+from medgan_jax.evaluation.gan_quality import real_images
+from medgan_jax.evaluation.job import evaluate
 from medgan_jax.gan import train as gan_train
 from medgan_jax.images import to_uint8
-from medgan_jax.study import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_evaluate_writes_report_plots_and_metrics(runs, tmp_path):
     config.features.classifier_workdir = str(runs / "clf")
     config.generated.dcgan.gan_workdir = str(runs / "gan")
     config.classifiers.baseline = str(runs / "clf")
-    results = evaluate.evaluate(config, str(tmp_path))
+    results = evaluate(config, str(tmp_path))
     saved = json.loads((tmp_path / "metrics.json").read_text())
     r = saved["generated"]["dcgan"]
     assert r["num_generated"] == 64 and r["num_real"] > 0
@@ -49,7 +50,7 @@ def test_evaluate_writes_report_plots_and_metrics(runs, tmp_path):
 
 
 def test_a_copied_training_image_is_flagged(runs, tmp_path):
-    training = evaluate.real_images(str(runs / "gan"), "malignant", "train", 1000)
+    training = real_images(str(runs / "gan"), "malignant", "train", 1000)
     folder = tmp_path / "generated"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -62,7 +63,7 @@ def test_a_copied_training_image_is_flagged(runs, tmp_path):
     config = get_config("smoke")
     config.features.classifier_workdir = str(runs / "clf")
     config.generated.dcgan.update(gan_workdir=str(runs / "gan"), folder=str(folder))
-    results = evaluate.evaluate(config, str(tmp_path / "eval"))
+    results = evaluate(config, str(tmp_path / "eval"))
     memorization = results["generated"]["dcgan"]["memorization"]
     assert memorization["pixel"]["num_copies"] == 1
     assert memorization["pixel"]["generated_nn_distance_quantiles"]["0.0"] == 0.0
@@ -78,7 +79,7 @@ def test_delong_between_two_runs_on_the_same_test_set(runs, tmp_path):
     config.generated.dcgan.gan_workdir = ""
     config.classifiers.baseline = str(runs / "clf")
     config.classifiers.other = str(tmp_path / "better.npz")
-    results = evaluate.evaluate(config, str(tmp_path / "eval"))
+    results = evaluate(config, str(tmp_path / "eval"))
     test = results["classification"]["other"]["delong_vs_baseline"]
     assert test["auc_a"] == 1.0 and test["difference"] > 0 and 0 <= test["p_value"] < 0.05
     assert "other vs baseline: ΔAUC" in (tmp_path / "eval" / "report.md").read_text()
@@ -94,6 +95,6 @@ def test_inception_feature_network_from_a_keras_file(runs, tmp_path):
     config.features.update(network="inception", inception_weights=str(weights))
     config.generated.dcgan.update(gan_workdir=str(runs / "gan"), num=16)
     config.update(batch_size=8, kid_subsets=2)
-    result = evaluate.evaluate(config, str(tmp_path / "eval"))["generated"]["dcgan"]
+    result = evaluate(config, str(tmp_path / "eval"))["generated"]["dcgan"]
     assert 1.0 <= result["inception_score"]["generated"]["mean"] <= 1000.0
     assert np.isfinite(result["fid"]) and result["num_generated"] == 16

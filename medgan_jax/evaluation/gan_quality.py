@@ -1,5 +1,5 @@
-"""evaluate.py's job: GAN image quality, diversity and memorisation, and classifier
-metrics with uncertainty, written to metrics.json, report.md and plots.
+"""GAN image quality of one generated set: IS, FID, KID, MS-SSIM diversity and the
+memorisation audit, streamed batch by batch.
 
 Every generated set is compared with the real images of its class that the GAN was
 trained on (the run's own manifest), so the memorisation audit searches exactly the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import jax
@@ -20,32 +20,24 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from medgan_jax import parallel
+from medgan_jax import runs
 from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import DataError, select_classes
+from medgan_jax.evaluation import report
+from medgan_jax.evaluation.features import FeatureNetwork
+from medgan_jax.gan import sample
 from medgan_jax.metrics import fid as fid_lib
 from medgan_jax.metrics import memorization, ms_ssim
 from medgan_jax.metrics.inception_score import inception_score
-from medgan_jax.study import report
-
-FeatureFn = Callable[[jax.Array], dict[str, jax.Array]]
 
 
 @dataclass
-class FeatureNetwork:
-    """A jit-compiled images -> {'features', 'logits'} function and what it is."""
+class Closest:
+    """The k generated images nearest to a training image, nearest first."""
 
-    name: str
-    fn: FeatureFn
-    batch_size: int
-    mesh: jax.sharding.Mesh
-
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        n = len(images)
-        padded = np.zeros((self.batch_size, *images.shape[1:]), np.float32)
-        padded[:n] = images
-        batch = jax.device_put(padded, parallel.batch_sharding(self.mesh))
-        return {k: np.asarray(v, np.float64)[:n] for k, v in self.fn(batch).items()}
+    distance: np.ndarray  # pixel RMS distance to the nearest training image
+    images: np.ndarray  # the generated images
+    index: np.ndarray  # index of that nearest training image
 
 
 @dataclass
@@ -57,75 +49,19 @@ class Accumulator:
     ms_ssim: list = field(default_factory=list)
     nn_pixel: list = field(default_factory=list)
     preview: list = field(default_factory=list)
-    closest: tuple = ()  # (pixel distance, generated image, training index), k closest
+    closest: Closest | None = None
 
     def keep_closest(self, distance, images, index, k: int) -> None:
         """Keeps the k generated images nearest to a training image, seen so far."""
-        if self.closest:
-            distance = np.concatenate([self.closest[0], distance])
-            images = np.concatenate([self.closest[1], images])
-            index = np.concatenate([self.closest[2], index])
+        if self.closest is not None:
+            distance = np.concatenate([self.closest.distance, distance])
+            images = np.concatenate([self.closest.images, images])
+            index = np.concatenate([self.closest.index, index])
         order = np.argsort(distance, kind="stable")[:k]
-        self.closest = (distance[order], images[order], index[order])
+        self.closest = Closest(distance[order], images[order], index[order])
 
     def cat(self, name: str) -> np.ndarray:
         return np.concatenate(getattr(self, name)) if getattr(self, name) else np.zeros(0)
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs every evaluation the config names; returns what it wrote to metrics.json."""
-    mesh = parallel.make_mesh(config.num_devices or None)
-    os.makedirs(workdir, exist_ok=True)
-    results: dict = {"generated": {}, "classification": {}}
-    generated = {k: v for k, v in config.generated.items() if v.gan_workdir}
-    if generated:
-        network = build_feature_network(config.features, config.batch_size, mesh)
-        for name, spec in generated.items():
-            logging.info("Evaluating generated set '%s'.", name)
-            results["generated"][name] = evaluate_generated(
-                name, spec, network, config, workdir, mesh
-            )
-    classifiers = {k: v for k, v in config.classifiers.items() if v}
-    if classifiers:
-        results["classification"] = evaluate_classifiers(classifiers, config.bootstrap, workdir)
-    results["feature_network"] = config.features.network if generated else None
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=1)
-        text = report.markdown(results)
-        with open(os.path.join(workdir, "report.md"), "w") as f:
-            f.write(text)
-        print(text, flush=True)
-    return results
-
-
-# --------------------------------------------------------------------- feature networks
-
-
-def build_feature_network(
-    cfg: ml_collections.ConfigDict, batch_size: int, mesh: jax.sharding.Mesh
-) -> FeatureNetwork:
-    """The network whose logits give IS and whose features give FID/KID."""
-    parallel.check_batch_size(batch_size, mesh)
-    if cfg.network == "inception":
-        from medgan_jax.models import inception
-
-        variables = inception.load_keras_h5(cfg.inception_weights)
-        fn = inception.make_inception_fn(variables)
-    elif cfg.network == "classifier":
-        from medgan_jax.classify import predict
-
-        fn = predict.make_feature_fn(cfg.classifier_workdir)
-    else:
-        raise ValueError(
-            f"config.features.network='{cfg.network}'; expected 'inception' (Keras ImageNet "
-            "weights in config.features.inception_weights) or 'classifier' (a run of "
-            "train_classifier.py in config.features.classifier_workdir)."
-        )
-    return FeatureNetwork(cfg.network, fn, batch_size, mesh)  # fn is jit-compiled
-
-
-# --------------------------------------------------------------------- generated images
 
 
 def evaluate_generated(
@@ -189,9 +125,10 @@ def evaluate_generated(
     report.save_pairs_grid(
         os.path.join(folder, "sample_grid.png"), fake.preview[0], real.preview[0]
     )
-    _, closest_images, closest_index = fake.closest
     report.save_pairs_grid(
-        os.path.join(folder, "closest_pairs.png"), closest_images, training[closest_index]
+        os.path.join(folder, "closest_pairs.png"),
+        fake.closest.images,
+        training[fake.closest.index],
     )
     result["plots"] = {
         "samples": f"{name}/sample_grid.png",
@@ -282,10 +219,7 @@ def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 def real_images(gan_workdir: str, class_name: str, split: str, max_images: int) -> np.ndarray:
     """Real images in [-1, 1] of `class_name` from a GAN run's data: for 'train', exactly
     the images of its manifest; at most `max_images`, a seeded random sample beyond."""
-
-    with open(os.path.join(gan_workdir, "config.json")) as f:
-        run = ml_collections.ConfigDict(json.load(f))
-    data = run.data
+    data = runs.load(gan_workdir, kind="gan").config.data
     if split == "train":
         records = subsets.apply_manifest(
             load_split(data, "train"), os.path.join(gan_workdir, "manifest_train.csv")
@@ -309,8 +243,6 @@ def generated_batches(
     if spec.folder:
         yield from folder_batches(spec.folder, batch_size, image_shape)
         return
-    from medgan_jax.gan import sample
-
     for images in sample.sample_batches(
         spec.gan_workdir, spec.num, spec.class_name, spec.seed, spec.step, batch_size
     ):
@@ -349,86 +281,3 @@ def _read_image(folder: str, name: str, image_shape: tuple[int, ...]) -> np.ndar
     if pixels.shape != tuple(image_shape):
         raise DataError(f"{path} is {pixels.shape}; the real images are {tuple(image_shape)}.")
     return pixels / 127.5 - 1.0
-
-
-# --------------------------------------------------------------------- classifiers
-
-
-def evaluate_classifiers(
-    classifiers: dict[str, str], bootstrap_cfg: ml_collections.ConfigDict, workdir: str
-) -> dict:
-    """Metrics with bootstrap CIs per classifier run, and DeLong against the first."""
-    from medgan_jax.metrics import classification
-
-    runs = {name: load_predictions(path) for name, path in classifiers.items()}
-    baseline_name = next(iter(runs))
-    results = {}
-    for name, run in runs.items():
-        metrics = classification.classification_report(
-            run["labels"], run["scores"], run["task"], run["class_names"], run.get("mask")
-        )
-        metrics["bootstrap"] = bootstrap(run, bootstrap_cfg)
-        if name != baseline_name:
-            metrics["delong_vs_" + baseline_name] = delong(runs[baseline_name], run)
-        results[name] = metrics
-    report.roc_plot(os.path.join(workdir, "roc.png"), runs)
-    return results
-
-
-def load_predictions(path: str) -> dict:
-    """A classifier run's test predictions (workdir/test_predictions.npz, or the file)."""
-    file = os.path.join(path, "test_predictions.npz") if os.path.isdir(path) else path
-    if not os.path.exists(file):
-        raise FileNotFoundError(
-            f"{file} does not exist: config.classifiers entries name a train_classifier.py "
-            "workdir (which writes test_predictions.npz) or such a file."
-        )
-    with np.load(file, allow_pickle=False) as data:
-        run = {k: data[k] for k in data.files}
-    run["task"] = str(run["task"])
-    run["class_names"] = [str(c) for c in run["class_names"]]
-    return run
-
-
-def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
-    """95% bootstrap CIs of accuracy, balanced accuracy and AUC (stratified, seeded)."""
-    from medgan_jax.metrics import classification as c
-
-    metric_fns = {"accuracy": c.accuracy, "balanced_accuracy": c.balanced_accuracy}
-    metric_fns["roc_auc"] = c.roc_auc
-    out = {}
-    for metric, fn in metric_fns.items():
-        kwargs = {"mask": run["mask"]} if "mask" in run and metric == "roc_auc" else {}
-        try:
-            out[metric] = c.bootstrap_ci(
-                fn,
-                run["labels"],
-                run["scores"],
-                n_resamples=cfg.n_resamples,
-                confidence=cfg.confidence,
-                seed=cfg.seed,
-                **kwargs,
-            )
-        except ValueError as error:
-            out[metric] = {"undefined": str(error)}
-    return out
-
-
-def delong(baseline: dict, other: dict) -> dict:
-    """DeLong's test of AUC(other) - AUC(baseline) on the same test images (per class)."""
-    from medgan_jax.metrics import classification as c
-
-    if not np.array_equal(baseline["labels"], other["labels"]):
-        raise ValueError("DeLong's test needs both classifiers evaluated on the same test set.")
-    # delong_test's difference is AUC(a) - AUC(b): a = the new run, b = the baseline.
-    if baseline["task"] == "binary":
-        return c.delong_test(baseline["labels"], other["scores"], baseline["scores"])
-    per_class = {}
-    for k, name in enumerate(baseline["class_names"]):
-        labels, scores_base = report.binary_view(baseline, k)
-        _, scores_new = report.binary_view(other, k)
-        try:
-            per_class[name] = c.delong_test(labels, scores_new, scores_base)
-        except ValueError as error:
-            per_class[name] = {"undefined": str(error)}
-    return per_class

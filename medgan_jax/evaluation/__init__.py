@@ -1,0 +1,1 @@
+"""The evaluate job: feature networks, GAN image quality, classifier statistics, its report."""
