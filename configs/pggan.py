@@ -18,9 +18,9 @@ the seed's batch sizes and ~200 epochs), covid_xray, chexpert (256x256, filterin
 conditional on the multi-hot label vector), smoke (4 -> 16 in seconds). Published defaults:
 WGAN-GP (lambda 10, drift 0.001), Adam 1e-3 (0, 0.99, 1e-8), EMA 0.999, fmap_base 8192,
 fmap_max 512, latent 512, minibatch-stddev group 4, 600k + 600k images per resolution.
-The 256x256 presets are sized for a GPU. On a 2-core CPU use synthetic_lesions: 200k
-images (8,125 steps); the README's run stops at 7,000 (182k images) and trained at about
-43 img/s at 64x64 on this machine.
+The 256x256 presets are sized for a GPU. On a laptop CPU use synthetic_lesions: 200k
+images (8,125 steps); the README's run stops at 7,000 (182k images). Throughput:
+benchmarks/pggan_throughput.py.
 """
 
 import ml_collections

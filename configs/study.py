@@ -1,6 +1,6 @@
 """The augmentation study: data sizes x methods x seeds, with honest statistics.
 
-Run (the README's main command; about 15 minutes on a 2-core laptop CPU):
+Run (the README's main command; its wall time on a laptop CPU is in the README):
   python evaluate.py --config=configs/study.py:demo --workdir=runs/demo
 For every size and seed it fixes the real training subset, trains each method's GAN on
 that subset's minority class, samples it, trains the classifier per method and tests it

@@ -166,8 +166,8 @@ def _mm(a: jax.Array, b: jax.Array) -> jax.Array:
 # Parameter sampling.
 #
 # All random numbers of one `augment` call come from a single RNG call, a table with a fixed
-# column per quantity: one call compiles far faster than two per transform (seconds on
-# XLA:CPU), and switching a transform off leaves the draws of the others unchanged.
+# column per quantity: one call compiles far faster than two per transform on XLA:CPU,
+# and switching a transform off leaves the draws of the others unchanged.
 
 
 def _columns(*names: str) -> dict[str, int]:

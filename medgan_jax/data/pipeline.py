@@ -29,7 +29,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # Our tf.data functions have no Python control flow on tensors; skipping autograph's
-# source conversion saves ~1 s of start-up per pipeline.
+# source conversion saves start-up time per pipeline (benchmarks/pipeline_throughput.py).
 _graph = tf.autograph.experimental.do_not_convert
 
 
@@ -75,8 +75,8 @@ def decode(contents: tf.Tensor, min_side: int = 0) -> tf.Tensor:
 
     With `min_side`, a JPEG is decoded at the smallest DCT scale 1/1, 1/2, 1/4 or 1/8
     that keeps both sides >= min_side: libjpeg then skips most of the inverse DCT, and
-    the scaled decode is itself a proper low-pass, so quality is kept (a full-size
-    2320x2828 CheXpert image decodes ~8x faster for a 256 target).
+    the scaled decode is itself a proper low-pass, so quality is kept (full-size CheXpert
+    images decode much faster for a 256 target; benchmarks/pipeline_throughput.py).
     """
 
     def generic():

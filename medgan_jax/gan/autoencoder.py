@@ -76,7 +76,10 @@ def make_autoencoder_step(model: bagan.Autoencoder, tx: optax.GradientTransforma
             params=params,
             stats=stats,
             opt=opt,
-            first_bad_step=training.first_bad_step(state.first_bad_step, state.step, loss),
+            # As the GAN step: the step whose loss or update is not finite.
+            first_bad_step=training.first_bad_step(
+                state.first_bad_step, state.step, loss, optax.global_norm(params)
+            ),
         )
         return new, {"loss": loss}
 

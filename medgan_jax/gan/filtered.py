@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from medgan_jax import app
 from medgan_jax.augment import filtering
 from medgan_jax.data import Records, pipeline
 
@@ -43,7 +44,7 @@ def _decoded(records: Records, cfg: ml_collections.ConfigDict) -> Records:
         return pipeline.cache_in_memory(records, cfg)
     import tensorflow as tf
 
-    pipeline.hide_accelerators_from_tf()
+    app.hide_accelerators_from_tf()
     ds = tf.data.Dataset.from_tensor_slices(records.images).map(
         lambda image: pipeline.preprocess(pipeline.to_float01(image), cfg)
     )

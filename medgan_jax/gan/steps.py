@@ -22,7 +22,7 @@ from medgan_jax.gan import losses
 from medgan_jax.gan.state import GANState, optimizers
 
 
-def make_augment(cfg: ml_collections.ConfigDict) -> Callable:
+def discriminator_augment(cfg: ml_collections.ConfigDict) -> Callable:
     """(images, key, p) -> augmented images, for D's inputs (real and fake alike)."""
     if cfg.augment == "diffaugment":
         return lambda x, key, p: diffaugment.diff_augment(x, key, cfg.diffaugment_policy)
@@ -42,7 +42,7 @@ def make_train_step(
     """Returns train_step(state, batch) -> (state, metrics); jit it with shardings.
     `per_module` as in `state.optimizers`."""
     g_tx, d_tx = optimizers(cfg, per_module)
-    augment = make_augment(cfg)
+    augment = discriminator_augment(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
     num_classes = getattr(generator, "num_classes", 0)
     if cfg.wrong_label_weight and num_classes < 2:

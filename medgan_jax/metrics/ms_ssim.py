@@ -43,7 +43,8 @@ import numpy as np
 
 POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # On XLA:CPU the per-scale intermediates of a whole batch (4 moment maps, float32) spill
-# out of the caches; a loop over ~2^18-pixel chunks ran 1.5-2x faster (64 x 192x192x1).
+# out of the caches; a loop over ~2^18-pixel chunks is faster
+# (benchmarks/ms_ssim_throughput.py).
 _CPU_CHUNK_PIXELS = 2**18
 
 
@@ -72,7 +73,7 @@ def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
 
 def _valid_filter(x: jax.Array, taps: np.ndarray, axis: int) -> jax.Array:
     # A sum of shifted slices fuses into one memory-bound loop. On XLA:CPU, depthwise
-    # convolutions (11x11 or separable) were ~70x slower and banded matmuls ~3x slower
+    # convolutions (11x11 or separable) and banded matmuls are much slower
     # (benchmarks/ms_ssim_throughput.py --alternatives).
     n = x.shape[axis] - len(taps) + 1
     out = None

@@ -20,8 +20,7 @@ def interleave_phases(phases: list[jax.Array]) -> jax.Array:
     with phase (a, b) at pixels (2i + a, 2j + b).
 
     Written as stacks and a reshape, XLA:CPU makes it one copy, where concatenating
-    the phases and then a depth-to-space transpose were two (6.0 -> 1.5 ms for a
-    [64, 32, 32, 64] output).
+    the phases and then a depth-to-space transpose were two (benchmarks/dcgan_layers.py).
     """
     n, h, w, c = phases[0].shape
     rows = [jnp.stack(phases[2 * a : 2 * a + 2], axis=3) for a in (0, 1)]  # [N, H, W, 2, C]
@@ -69,9 +68,9 @@ def _combined_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
     Output pixel (i, j) of that conv reads the 2x2 window at rows i-1..i, columns
     j-1..j, which is the window of phase (a, b) at (i - a, j - b): each phase is a shifted
-    slice. Slightly more FLOPs ((H+1)(W+1) vs HW outputs), but one wide conv, which is
-    far faster than four narrow ones for few output channels (4.8 vs 21 ms for 64 -> 3
-    channels at 32x32, batch 64, on XLA:CPU; one 3x3 conv to 4 * C_out took 9.1 ms).
+    slice. Slightly more FLOPs ((H+1)(W+1) vs HW outputs), but one wide conv, which on
+    XLA:CPU is far faster than four narrow ones for few output channels, and than one 3x3
+    conv to 4 * C_out (benchmarks/dcgan_layers.py).
     """
     n, h, w, _ = x.shape
     c_out = kernel.shape[-1]
@@ -128,10 +127,10 @@ def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     phases are one wider conv (`_combined_phases`).
 
     Backward: a transposed conv is the adjoint of the strided conv with the in/out-
-    swapped kernel, so the input gradient is that strided conv of dy (one XLA conv:
-    2.1x faster than the gradients of the four phases for 128 -> 64 channels at 16x16).
-    The kernel gradient is `_phases_kernel_grad`, or for few output channels the strided
-    conv's own kernel gradient with x as the cotangent (3x faster there).
+    swapped kernel, so the input gradient is that strided conv of dy (one XLA conv, faster
+    than the gradients of the four phases). The kernel gradient is `_phases_kernel_grad`,
+    or for few output channels the strided conv's own kernel gradient with x as the
+    cotangent (faster there; benchmarks/dcgan_layers.py times both).
     """
     return _subpixel_forward(x, kernel)
 
@@ -331,7 +330,7 @@ def max_pool(
     Equals nn.max_pool(x, (window, window), (stride, stride), ((lo, hi), (lo, hi))) in
     value and, where a window's maximum is unique, in gradient; its gradient is
     elementwise selects, where XLA:CPU's select-and-scatter (reduce_window's gradient) is
-    slow (1.6x on a whole SimpleCNN training step at 64x64).
+    slow (benchmarks/max_pool_step.py).
     """
     lo, hi = padding
     if lo or hi:
@@ -359,8 +358,8 @@ def max_pool(
 def _column_sums(a: jax.Array) -> jax.Array:
     """Sums of [..., C] over every axis but the last, as a dot with a ones vector.
 
-    XLA:CPU runs such a dot 4-8x faster than the equivalent reduce (which it rewrites
-    into a slow reduce-window); on GPU/TPU both are fast.
+    XLA:CPU runs such a dot several times faster than the equivalent reduce (which it
+    rewrites into a slow reduce-window); on GPU/TPU both are fast.
     """
     a = a.reshape(-1, a.shape[-1]).astype(jnp.promote_types(a.dtype, jnp.float32))
     return jnp.ones((a.shape[0],), a.dtype) @ a
