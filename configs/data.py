@@ -14,7 +14,8 @@ e.g. --config.data.folder.root=/data/skin-cancer-malignant-vs-benign.
 
 import ml_collections
 
-from medgan_jax.data.synthetic import CHEXPERT_LABELS, DEFAULT_LESION_OVERLAP
+from medgan_jax.data.chexpert_schema import CHEXPERT_LABELS
+from medgan_jax.data.synthetic import DEFAULT_LESION_OVERLAP
 
 PRESETS = (
     "synthetic_lesions",

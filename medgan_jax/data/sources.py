@@ -19,12 +19,11 @@ import numpy as np
 from absl import logging
 
 from medgan_jax.data import subsets, synthetic
+from medgan_jax.data.chexpert_schema import CHEXPERT_DIRS, CHEXPERT_LABELS, CHEXPERT_META_COLUMNS
 from medgan_jax.data.records import DataError, Records
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "val", "test")
-CHEXPERT_LABELS = synthetic.CHEXPERT_LABELS
-CHEXPERT_META_COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
 UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 BLANK_POLICIES = ("zeros", "ignore")
 _PATIENT_RE = re.compile(r"(patient\d+)")
@@ -103,7 +102,7 @@ def find_chexpert_dir(root: str | os.PathLike) -> Path:
     root = Path(root)
     if (root / "train.csv").is_file():
         return root
-    for name in ("CheXpert-v1.0-small", "CheXpert-v1.0"):
+    for name in CHEXPERT_DIRS:
         if (root / name / "train.csv").is_file():
             return root / name
     raise DataError(

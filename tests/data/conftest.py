@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from configs.data import data_config
-from medgan_jax.data.synthetic import CHEXPERT_LABELS
+from medgan_jax.data.chexpert_schema import CHEXPERT_LABELS
 
 # Solid colours make decoded values checkable; lossless PNG keeps them exact.
 BENIGN_RGB = (200, 100, 50)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medgan_jax.data import DataError, load_split, sources
-from medgan_jax.data.synthetic import CHEXPERT_LABELS
+from medgan_jax.data.chexpert_schema import CHEXPERT_LABELS
 from tests.data.conftest import CHEXPERT_ROWS, HEADER, write_chexpert
 
 

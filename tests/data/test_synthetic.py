@@ -16,11 +16,15 @@ import pytest
 from PIL import Image
 
 from medgan_jax.data import synthetic
+from medgan_jax.data.chexpert_schema import CHEXPERT_LABELS
 from medgan_jax.data.synthetic import (
-    CHEXPERT_LABELS,
     LESION_CLASSES,
+    cxr,
+    cxr_findings,
     cxr_images,
     lesion_images,
+    lesions,
+    raster,
     write_chexpert_layout,
     write_folder_layout,
 )
@@ -110,9 +114,9 @@ def test_lesion_abcd_statistics_follow_class_and_overlap():
 
 
 def test_lesion_feature_interpolation():
-    ben, mal = synthetic._lesion_feature_params(0.0)
+    ben, mal = lesions._lesion_feature_params(0.0)
     assert ben["radius"][1] < mal["radius"][0]  # disjoint diameter ranges
-    ben, mal = synthetic._lesion_feature_params(1.0)
+    ben, mal = lesions._lesion_feature_params(1.0)
     for key in ben:
         np.testing.assert_allclose(ben[key], mal[key])
 
@@ -276,17 +280,17 @@ def _render_with_and_without(
     """Render the first image (of a view) with `label` drawn, and the same image without it."""
     k = CHEXPERT_LABELS.index(label)
     for pid in range(1, max_patients):
-        for p in synthetic._cxr_image_params(0, "train", pid):
+        for p in cxr_findings._cxr_image_params(0, "train", pid):
             if p["findings"][k] and p["lateral"] == lateral:
                 variants = []
                 for on in (True, False):
                     q = copy.deepcopy(p)
                     q["findings"] = q["findings"].copy()
                     q["findings"][k] = on
-                    synthetic._cxr_derived(q)
-                    fmat = synthetic._field_matrix(size)
-                    fine = synthetic._field_matrix(size, synthetic._FINE_GRID)
-                    variants.append(synthetic._render_cxr([q], size, fmat, fine)[0])
+                    cxr_findings._cxr_derived(q)
+                    fmat = raster._field_matrix(size)
+                    fine = raster._field_matrix(size, cxr._FINE_GRID)
+                    variants.append(cxr._render_cxr([q], size, fmat, fine)[0])
                 return p, variants
     raise AssertionError(f"no frontal image with {label}")
 
@@ -303,7 +307,7 @@ def test_cxr_each_finding_is_visibly_drawn(label, lateral):
         q = copy.deepcopy(p)
         q["findings"] = q["findings"].copy()
         q["findings"][CHEXPERT_LABELS.index(label)] = False
-        synthetic._cxr_derived(q)
+        cxr_findings._cxr_derived(q)
         assert q["ctr_drawn"] < 0.5
 
 
