@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from medgan_jax import app, parallel
+from medgan_jax.data import sources
 from medgan_jax.data.records import DataError, Records
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -430,8 +431,6 @@ def tfds_batches(
     cfg: ml_collections.ConfigDict, split: str, *, global_batch_size: int, train: bool
 ) -> tf.data.Dataset:
     """A TFDS split, preprocessed like the record sources, batched per process."""
-    from medgan_jax.data import sources
-
     app.hide_accelerators_from_tf()
     ds, _ = sources.tfds_dataset(cfg, split)
     local = global_batch_size // jax.process_count()
