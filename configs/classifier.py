@@ -5,9 +5,12 @@ Run:
 It trains SimpleCNN on the embedded lesions, prints progress and one line per epoch
 (validation loss/accuracy/AUC/...), keeps Orbax checkpoints (latest in checkpoints/,
 best-on-validation in best/; re-running resumes), stops early after `patience` epochs
-without improvement, and evaluates the best checkpoint on the test set:
-metrics.json (accuracy, per-class and macro AUC, sensitivity, specificity, F1, ...) and
-test_predictions.npz (for evaluate.py's CIs and DeLong tests).
+without improvement, picks the decision threshold on the validation set with the best
+checkpoint (config.threshold: Youden's J by default) and evaluates that checkpoint at that
+threshold on the test set: metrics.json (accuracy, per-class and macro AUC, AUPRC,
+sensitivity, specificity, F1, ..., and the threshold under "threshold"),
+test_predictions.npz (for evaluate.py's CIs and DeLong tests; with the threshold) and
+val_predictions.npz.
 
 Add synthetic images (training set only):
   --config.synthetic.gan_workdir=runs/dcgan --config.synthetic.class_name=malignant
@@ -62,6 +65,12 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.early_stopping = ml_collections.ConfigDict(
         dict(metric="roc_auc", patience=5, min_delta=0.0)  # roc_auc | accuracy | ... | loss
     )
+    # The cut-off of `score >= threshold` (binary; one per label for multi-label; multiclass
+    # takes the argmax), chosen on validation after training and applied unchanged to test:
+    # youden (max sensitivity + specificity - 1) | target_sensitivity (the largest threshold
+    # with sensitivity >= target) | target_specificity (the smallest with specificity >=
+    # target) | fixed (0.5).
+    config.threshold = ml_collections.ConfigDict(dict(rule="youden", target=0.0))
     config.synthetic = ml_collections.ConfigDict(
         dict(
             amount="0",

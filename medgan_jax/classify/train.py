@@ -1,5 +1,6 @@
 """train_classifier.py's job: train on real (+ synthetic) images with early stopping,
-then evaluate the best checkpoint on the test set."""
+then choose the decision threshold on the validation set with the best checkpoint and
+evaluate that checkpoint, at that threshold, on the test set."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ from medgan_jax.models.classifiers import build_classifier
 from medgan_jax.models.keras_weights import load_keras_weights
 from medgan_jax.writers import Progress
 
-HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "balanced_accuracy": True, "loss": False}
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "average_precision": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "loss": False,
+}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -46,6 +53,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"config.early_stopping.metric='{config.early_stopping.metric}'; expected one of "
             f"{list(HIGHER_IS_BETTER)}."
         )
+    check_threshold_config(config.threshold)
     splits = load_splits(config, workdir)
     train = splits["train"]
     task = task_of(train.multi_label, train.num_classes, config.task)
@@ -131,7 +139,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     best.wait_until_finished()
     if best.latest_step() is not None:
         state = checkpoint.restore(best, best.latest_step(), state)
-    test = evaluate_split(predict_fn, state, splits["test"], task, config, mesh)
+    val = evaluate_split(predict_fn, state, splits["val"], task, config, mesh)
+    threshold = choose_threshold(config.threshold, task, val["arrays"], train.class_names)
+    val = summarise_split(splits["val"], val["arrays"]["scores"], task, threshold["value"])
+    test = evaluate_split(predict_fn, state, splits["test"], task, config, mesh, threshold["value"])
     results = {
         "wall_seconds": time.perf_counter() - started,
         "task": task,
@@ -140,20 +151,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "best_val": float(state.best_metric),
         "train_images": len(train),
         "synthetic_images": int(mixing.is_synthetic(train).sum()),
+        "threshold": threshold,
+        "val_summary": val["summary"],
         "test": test["report"],
         "test_summary": test["summary"],
     }
     if is_main:
         with open(os.path.join(workdir, "metrics.json"), "w") as f:
             json.dump(results, f, indent=1)
-        np.savez(
-            os.path.join(workdir, "test_predictions.npz"),
-            task=task,
-            class_names=np.asarray(train.class_names),
-            **test["arrays"],
-        )
+        # The threshold travels with the predictions, so that thresholded metrics on
+        # resampled test sets use the one chosen on validation.
+        saved = {"task": task, "class_names": np.asarray(train.class_names)}
+        if threshold["value"] is not None:
+            saved["threshold"] = np.asarray(threshold["value"], np.float64)
+        for split, result in (("val", val), ("test", test)):
+            path = os.path.join(workdir, f"{split}_predictions.npz")
+            np.savez(path, **saved, **result["arrays"])
         print(
-            "test  "
+            f"test  {threshold_text(threshold)}  "
             + "  ".join(f"{k} {v:.4f}" for k, v in test["summary"].items() if v is not None),
             flush=True,
         )
@@ -223,7 +238,9 @@ def initialise_weights(config, model, state: ClassifierState) -> ClassifierState
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 
-def evaluate_split(predict_fn, state, records: Records, task: str, config, mesh) -> dict:
+def evaluate_split(
+    predict_fn, state, records: Records, task: str, config, mesh, threshold=0.5
+) -> dict:
     """Scores for every image of a split, its classification report and headline numbers."""
     batches = pipeline.global_batches(
         records, config.data, mesh, global_batch_size=config.eval_batch_size, train=False
@@ -233,15 +250,75 @@ def evaluate_split(predict_fn, state, records: Records, task: str, config, mesh)
         batches,
         records,
     )
+    return summarise_split(records, scores, task, threshold)
+
+
+def summarise_split(records: Records, scores: np.ndarray, task: str, threshold=0.5) -> dict:
+    """A split's classification report and headline numbers at a threshold (a float, one per
+    label, or None for multiclass), and its arrays (labels, scores, mask if any)."""
     arrays = {"labels": records.labels, "scores": scores}
     if records.label_mask is not None:
         arrays["mask"] = records.label_mask
     report = classification.classification_report(
-        records.labels, scores, task, records.class_names, arrays.get("mask")
+        records.labels, scores, task, records.class_names, arrays.get("mask"), threshold
     )
     summary = classification.headline_metrics(report)
     summary["loss"] = _cross_entropy(task, records.labels, scores, arrays.get("mask"))
     return {"report": report, "summary": summary, "arrays": arrays}
+
+
+FIXED_RULES = ("fixed", "0.5")
+
+
+def check_threshold_config(cfg: ml_collections.ConfigDict) -> None:
+    """config.threshold names a known rule and, for a target rule, a target in [0, 1]."""
+    rules = list(classification.THRESHOLD_RULES)
+    if cfg.rule not in rules:
+        raise ValueError(f"config.threshold.rule={cfg.rule!r}; expected one of {rules}.")
+    if cfg.rule.startswith("target_"):
+        target = cfg.target
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 <= target <= 1:
+            raise ValueError(
+                f"config.threshold.target={target!r}; expected a number in [0, 1] for "
+                f"rule '{cfg.rule}'."
+            )
+
+
+def choose_threshold(cfg: ml_collections.ConfigDict, task: str, val: dict, class_names) -> dict:
+    """The threshold of config.threshold's rule on the validation predictions: rule, target and
+    value (a float; one per label; None for multiclass, which takes the argmax). Where the
+    rule is undefined (e.g. a label with no positive in val) 0.5 is used there, with the
+    reason recorded under "fallback" and logged."""
+    info = {"rule": cfg.rule, "target": float(cfg.target), "value": None}
+    if task == "multiclass":
+        return info
+    args = (val["labels"], val["scores"], cfg.rule, cfg.target, val.get("mask"), class_names)
+    try:
+        value = classification.choose_threshold(*args)
+    except classification.UndefinedMetricError as e:
+        logging.warning("%s Using 0.5 there instead.", e)
+        value = classification.choose_threshold(*args, fallback=0.5)
+        info["fallback"] = {"value": 0.5, "reason": str(e)}
+    info["value"] = value.tolist() if isinstance(value, np.ndarray) else float(value)
+    return info
+
+
+def threshold_text(info: dict) -> str:
+    """How the test line says which threshold was used."""
+    value = info["value"]
+    if value is None:
+        return "argmax"
+    if info["rule"] in FIXED_RULES:
+        how = "fixed"
+    elif info["rule"].startswith("target_"):
+        how = f"{info['rule']} {info['target']:g} on val"
+    else:
+        how = f"{info['rule']} on val"
+    if "fallback" in info:
+        how += ", 0.5 where undefined"
+    if isinstance(value, list):
+        return "thresholds " + "/".join(f"{v:.3g}" for v in value) + f" ({how})"
+    return f"threshold {value:.3g} ({how})"
 
 
 def _cross_entropy(task, labels, scores, mask) -> float:

@@ -1,5 +1,6 @@
 """Shared by classification, bootstrap and DeLong: checks on (labels, scores[, mask]) arrays
-(the tasks of `classification`'s docstring) and midrank ROC AUCs. All arithmetic is float64."""
+(the tasks of `classification`'s docstring), midrank ROC AUCs, and the cumulative counts behind
+ROC and precision-recall curves. All arithmetic is float64."""
 
 from __future__ import annotations
 
@@ -139,6 +140,20 @@ def check_threshold(threshold: float) -> float:
     return t
 
 
+def check_label_thresholds(threshold: ArrayLike, n_labels: int) -> np.ndarray:
+    """One finite threshold per label (L,), or a ValueError saying what was given."""
+    t = float_array(threshold, "threshold")
+    if t.shape != (n_labels,):
+        raise ValueError(
+            f"threshold must be a number or one number per label, shape ({n_labels},); "
+            f"got shape {t.shape}."
+        )
+    bad = ~np.isfinite(t)
+    if bad.any():
+        raise ValueError(f"threshold must be finite; {first_bad(t, bad)}.")
+    return t
+
+
 def finite_or_none(x: Any) -> float | None:
     """A plain float for JSON, None for NaN or infinity."""
     x = float(x)
@@ -172,3 +187,27 @@ def auc_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     u = np.where(y, midranks(s), 0.0).sum(-1) - n1 * (n1 + 1) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def binary_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores in decreasing order and the true and false positives of
+    ``score >= each`` (scikit-learn's ``_binary_clf_curve``) for bool labels y (N,) >= 1."""
+    order = np.argsort(-s, kind="stable")
+    ss, yy = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ss)), ss.size - 1]  # the last sample of each tie group
+    tps = np.cumsum(yy, dtype=np.int64)[last]
+    return ss[last], tps, last + 1 - tps
+
+
+def average_precision_column(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision of bool labels y (N,) and scores s: sum of (R_k - R_(k-1)) P_k over
+    the distinct scores in decreasing order, no interpolation (as scikit-learn); NaN with no
+    positive sample."""
+    if not y.any():
+        return math.nan
+    _, tps, fps = binary_curve(y, s)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * (tps / (tps + fps))))

@@ -251,3 +251,91 @@ def test_a_run_written_before_run_json_still_predicts(full_run, tmp_path):
     )
     with pytest.raises(ValueError, match="is a classifier run; expected a gan run"):
         runs.load(str(legacy), kind="gan")
+
+
+# --- the decision threshold: chosen on val, applied unchanged to test -------------------
+
+
+def test_threshold_is_chosen_on_val_and_applied_unchanged_to_test(full_run):
+    from medgan_jax.metrics import classification as C
+
+    workdir, results = full_run
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    chosen = metrics["threshold"]
+    assert (chosen["rule"], chosen["target"]) == ("youden", 0.0)
+    with np.load(workdir / "val_predictions.npz") as v:
+        assert v["scores"].shape == (16,) and str(v["task"]) == "binary"
+        expected = C.choose_threshold(v["labels"], v["scores"], "youden")
+        val_sensitivity = C.sensitivity(v["labels"], v["scores"], expected)
+    assert chosen["value"] == expected and "fallback" not in chosen
+    assert metrics["val_summary"]["sensitivity"] == val_sensitivity
+    assert metrics["test"]["threshold"] == expected
+    with np.load(workdir / "test_predictions.npz") as p:
+        assert p["threshold"].shape == () and float(p["threshold"]) == expected
+        labels, scores, t = p["labels"], p["scores"], float(p["threshold"])
+    assert metrics["test"]["sensitivity"] == C.sensitivity(labels, scores, t)
+    assert metrics["test"]["specificity"] == C.specificity(labels, scores, t)
+    assert metrics["test_summary"]["average_precision"] == C.average_precision(labels, scores)
+    assert results["threshold"] == chosen
+
+
+def test_multilabel_run_gets_one_threshold_per_label(tmp_path, capsys):
+    from medgan_jax.metrics import classification as C
+
+    config = smoke(num_epochs=1, steps_per_epoch=1)
+    config.data.channels = 1
+    config.data.synthetic.kind = "cxr"
+    config.optimizer.update(warmup_steps=0, schedule="constant")
+    config.threshold.update(rule="target_sensitivity", target=0.8)
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert results["task"] == "multilabel"
+    printed = capsys.readouterr().out
+    assert "thresholds " in printed and "(target_sensitivity 0.8 on val" in printed
+    names = results["test"]["label_names"]
+    with np.load(tmp_path / "val_predictions.npz") as v:
+        val = {k: v[k] for k in v.files}
+    try:
+        expected = C.choose_threshold(
+            val["labels"], val["scores"], "target_sensitivity", 0.8, val["mask"], names
+        )
+        assert "fallback" not in results["threshold"]
+    except C.UndefinedMetricError as e:  # a label without positives in the tiny val split
+        assert results["threshold"]["fallback"]["reason"] == str(e)
+        expected = C.choose_threshold(
+            val["labels"], val["scores"], "target_sensitivity", 0.8, val["mask"], names, 0.5
+        )
+    assert results["threshold"]["value"] == expected.tolist()
+    with np.load(tmp_path / "test_predictions.npz") as p:
+        test = {k: p[k] for k in p.files}
+    assert test["threshold"].shape == (len(names),)
+    np.testing.assert_array_equal(test["threshold"], expected)
+    per = C.per_class_metrics(test["labels"], test["scores"], expected, test["mask"])
+    for j, name in enumerate(names):
+        for key in ("sensitivity", "specificity"):
+            got = results["test"]["per_label"][name][key]
+            assert (got is None and np.isnan(per[key][j])) or got == per[key][j]
+
+
+def test_bad_threshold_config_names_the_field(tmp_path):
+    config = smoke()
+    config.threshold.rule = "youdens"
+    with pytest.raises(
+        ValueError,
+        match=r"config.threshold.rule='youdens'; expected one of \['youden', "
+        r"'target_sensitivity', 'target_specificity', 'fixed', '0.5'\]",
+    ):
+        train.train_and_evaluate(config, str(tmp_path))
+    config.threshold.update(rule="target_specificity", target=95.0)
+    with pytest.raises(ValueError, match=r"config.threshold.target=95.0; expected a number in"):
+        train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_threshold_text_says_which_threshold_was_used():
+    text = train.threshold_text
+    assert text({"rule": "youden", "target": 0.0, "value": 0.1374}) == (
+        "threshold 0.137 (youden on val)"
+    )
+    assert text({"rule": "fixed", "target": 0.0, "value": 0.5}) == "threshold 0.5 (fixed)"
+    assert text({"rule": "youden", "target": 0.0, "value": None}) == "argmax"
+    fallback = {"rule": "youden", "target": 0.0, "value": [0.2, 0.5], "fallback": {}}
+    assert text(fallback) == "thresholds 0.2/0.5 (youden on val, 0.5 where undefined)"

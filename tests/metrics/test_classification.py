@@ -364,3 +364,215 @@ def test_bootstrap_counts_undefined_resamples():
 def test_bad_inputs_raise_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- AUPRC
+
+
+def test_average_precision_matches_sklearn_with_ties():
+    for seed in range(5):
+        y, s = _binary(n=200, seed=seed)  # scores rounded to 0.1: ties within and across classes
+        assert abs(C.average_precision(y, s) - skm.average_precision_score(y, s)) < TOL
+        rng = np.random.default_rng(seed)
+        continuous = y + rng.normal(size=y.size)
+        ref = skm.average_precision_score(y, continuous)
+        assert abs(C.average_precision(y, continuous) - ref) < TOL
+    y, s = _binary()
+    report = C.classification_report(y, s, "binary")
+    assert abs(report["average_precision"] - skm.average_precision_score(y, s)) < TOL
+    assert C.headline_metrics(report)["average_precision"] == report["average_precision"]
+    assert "average_precision" not in report["undefined"]
+
+    y, p = _multiclass()
+    ref = skm.average_precision_score(y, p, average="macro")
+    assert abs(C.average_precision(y, p) - ref) < TOL
+    per = skm.average_precision_score(np.eye(4)[y], p, average=None)
+    np.testing.assert_allclose(C.per_class_metrics(y, p)["average_precision"], per, atol=TOL)
+    report = C.classification_report(y, p, "multiclass", class_names=list("abcd"))
+    assert abs(report["average_precision_macro_ovr"] - ref) < TOL
+    assert abs(report["per_class"]["b"]["average_precision"] - per[1]) < TOL
+    assert C.headline_metrics(report)["average_precision"] == report["macro"]["average_precision"]
+
+
+def test_average_precision_multilabel_masked_and_undefined_labels():
+    y, s, mask = _multilabel()
+    ref = skm.average_precision_score(y, s, average="macro")
+    assert abs(C.average_precision(y, s) - ref) < TOL
+    mask[:, 2] = np.where(y[:, 2] == 1, 0.0, mask[:, 2])  # label c: no positive left
+    y_dirty = np.where(mask == 0, -1.0, y)
+    names = list("abcde")
+    per = [
+        skm.average_precision_score(y[mask[:, j] == 1, j], s[mask[:, j] == 1, j])
+        for j in (0, 1, 3, 4)
+    ]
+    assert abs(C.average_precision(y_dirty, s, mask=mask) - np.mean(per)) < TOL
+    report = C.classification_report(y_dirty, s, "multilabel", class_names=names, mask=mask)
+    json.dumps(report, allow_nan=False)
+    assert abs(report["average_precision_macro"] - np.mean(per)) < TOL
+    assert report["macro"]["average_precision"] == report["average_precision_macro"]
+    assert abs(report["per_label"]["d"]["average_precision"] - per[2]) < TOL
+    assert report["per_label"]["c"]["average_precision"] is None
+    assert report["skipped"]["average_precision"]["labels"] == ["c"]
+    assert C.headline_metrics(report)["average_precision"] == report["average_precision_macro"]
+    with pytest.raises(C.UndefinedMetricError, match="no label has a positive"):
+        C.average_precision(y, s, mask=np.where(y == 1, 0.0, 1.0))
+
+    binary = C.classification_report(np.zeros(6), np.linspace(0, 1, 6), "binary")
+    assert binary["average_precision"] is None
+    assert "no positive" in binary["undefined"]["average_precision"]
+    with pytest.raises(C.UndefinedMetricError, match="no positive samples"):
+        C.average_precision(np.zeros(6), np.linspace(0, 1, 6))
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+
+def _candidates(s):
+    """Every distinct cut-off of `score >= t`, and one above every score."""
+    return np.r_[np.unique(s), np.nextafter(s.max(), np.inf)]
+
+
+def _youden_counts(y, s, t):
+    """Youden's J * n1 * n0 at cut-off t, in integers (exact ties)."""
+    (tn, fp), (fn, tp) = C.confusion_matrix(y, s, t)
+    return tp * (tn + fp) - fp * (tp + fn)
+
+
+def _roc_pick(y, s, pick, drop_intermediate):
+    fpr, tpr, thresholds = skm.roc_curve(y, s, drop_intermediate=drop_intermediate)
+    t = thresholds[pick(tpr, fpr)]
+    return np.nextafter(s.max(), np.inf) if np.isinf(t) else t
+
+
+def test_youden_threshold_matches_brute_force_and_roc_curve():
+    for seed in range(8):
+        y, s = _binary(n=150, seed=seed)
+        if seed % 2:
+            s = np.random.default_rng(seed).normal(size=y.size) + y  # no ties
+        t = C.choose_threshold(y, s)
+        # Brute force over all cut-offs, J * n1 * n0 in integers: the highest of the best.
+        j = {c: _youden_counts(y, s, c) for c in _candidates(s)}
+        best = max(j.values())
+        assert t == max(c for c, v in j.items() if v == best)
+        youden = C.sensitivity(y, s, t) + C.specificity(y, s, t) - 1
+        fpr, tpr, _ = skm.roc_curve(y, s)
+        assert abs(youden - np.max(tpr - fpr)) < TOL
+        for drop in (True, False):
+            argmax = lambda tpr, fpr: np.argmax(tpr - fpr)
+            assert t == _roc_pick(y, s, argmax, drop)
+    # Scores that carry no information: J = 0 everywhere, the first row (nothing positive).
+    y = np.array([0, 1, 0, 1])
+    s = np.full(4, 0.3)
+    t = C.choose_threshold(y, s)
+    assert t > 0.3 and t == _roc_pick(y, s, lambda tpr, fpr: np.argmax(tpr - fpr), True)
+    assert C.sensitivity(y, s, t) == 0 and C.specificity(y, s, t) == 1
+
+
+@pytest.mark.parametrize("target", [0.0, 0.3, 0.77, 0.9, 1.0])
+def test_target_rules_keep_their_promise_on_the_same_data(target):
+    y, s = _binary(n=200, seed=3)
+    cands = _candidates(s)
+    t = C.choose_threshold(y, s, "target_sensitivity", target)
+    assert C.sensitivity(y, s, t) >= target  # with the module's own `score >= t`
+    assert all(C.sensitivity(y, s, c) < target for c in cands[cands > t])
+    first = lambda tpr, fpr: np.flatnonzero(tpr >= target)[0]
+    assert t == _roc_pick(y, s, first, False)
+    t = C.choose_threshold(y, s, "target_specificity", target)
+    assert C.specificity(y, s, t) >= target
+    assert all(C.specificity(y, s, c) < target for c in cands[cands < t])
+    last = lambda tpr, fpr: np.flatnonzero(1 - fpr >= target)[-1]
+    assert t == _roc_pick(y, s, last, False)
+
+
+def test_choose_threshold_per_label_multiclass_fixed_and_undefined():
+    y, s, mask = _multilabel()
+    names = list("abcde")
+    got = C.choose_threshold(y, s, mask=mask, class_names=names)
+    assert got.shape == (5,)
+    for j in range(5):
+        used = mask[:, j] == 1
+        assert got[j] == C.choose_threshold(y[used, j], s[used, j])
+    # The report applies one threshold per label.
+    report = C.classification_report(
+        y, s, "multilabel", class_names=names, mask=mask, threshold=got
+    )
+    json.dumps(report, allow_nan=False)
+    assert report["threshold"] == got.tolist()
+    for j, name in enumerate(names):
+        used = mask[:, j] == 1
+        pred = (s[used, j] >= got[j]).astype(int)
+        assert (
+            abs(report["per_label"][name]["sensitivity"] - skm.recall_score(y[used, j], pred)) < TOL
+        )
+        assert (
+            abs(
+                report["per_label"][name]["specificity"]
+                - skm.recall_score(y[used, j], pred, pos_label=0)
+            )
+            < TOL
+        )
+    np.testing.assert_array_equal(C.predict(s, "multilabel", got), (s >= got).astype(int))
+    # A scalar 0.5 and a per-label 0.5 give the same report but for how the threshold is written.
+    half = C.classification_report(y, s, "multilabel", mask=mask, threshold=np.full(5, 0.5))
+    plain = C.classification_report(y, s, "multilabel", mask=mask)
+    assert half.pop("threshold") == [0.5] * 5 and plain.pop("threshold") == 0.5
+    assert half == plain
+
+    mask[:, 3] = np.where(y[:, 3] == 1, 0.0, mask[:, 3])  # label d: negatives only
+    with pytest.raises(C.UndefinedMetricError, match=r"1 of 5 labels \(d: needs positive and neg"):
+        C.choose_threshold(y, s, mask=mask, class_names=names)
+    fell_back = C.choose_threshold(y, s, mask=mask, class_names=names, fallback=0.5)
+    assert fell_back[3] == 0.5 and np.array_equal(np.delete(fell_back, 3), np.delete(got, 3))
+    spec = C.choose_threshold(y, s, "target_specificity", 0.9, mask=mask)  # needs negatives only
+    assert np.isfinite(spec).all()
+
+    yc, p = _multiclass()
+    assert C.choose_threshold(yc, p) is None
+    assert C.classification_report(yc, p, "multiclass", threshold=None)["decision"] == "argmax"
+    y1, s1 = _binary()
+    assert C.choose_threshold(y1, s1, "fixed") == 0.5 == C.choose_threshold(y1, s1, "0.5")
+    np.testing.assert_array_equal(C.choose_threshold(y, s, "fixed"), np.full(5, 0.5))
+    with pytest.raises(
+        C.UndefinedMetricError, match="needs positive and negative.*0 positive of 4"
+    ):
+        C.choose_threshold([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])
+    assert C.choose_threshold([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4], fallback=0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: C.choose_threshold([0, 1], [0.1, 0.2], rule="youdens"),
+            r"rule must be one of \['youden', 'target_sensitivity', 'target_specificity', "
+            r"'fixed', '0.5'\]; got 'youdens'",
+        ),
+        (
+            lambda: C.choose_threshold([0, 1], [0.1, 0.2], "target_sensitivity", 1.5),
+            r"target must be a number in \[0, 1\] for rule 'target_sensitivity'; got 1.5",
+        ),
+        (
+            lambda: C.choose_threshold([0, 1], [0.1, 0.2], "target_specificity", "high"),
+            r"target must be a number .* got 'high'",
+        ),
+        (lambda: C.choose_threshold([0, 1], [0.1, 0.2], fallback="x"), r"threshold must be a"),
+        (
+            lambda: C.classification_report([[0, 1]], [[0.1, 0.2]], "multilabel", threshold=[0.5]),
+            r"one number per label, shape \(2,\); got shape \(1,\)",
+        ),
+        (
+            lambda: C.classification_report(
+                [[0, 1]], [[0.1, 0.2]], "multilabel", threshold=[0.5, np.nan]
+            ),
+            r"threshold must be finite; found nan",
+        ),
+        (
+            lambda: C.classification_report([0, 1], [0.1, 0.2], "binary", threshold=[0.5, 0.5]),
+            r"threshold must be a number",
+        ),
+        (lambda: C.average_precision([0, 2], [0.1, 0.2]), r"labels must be 0 or 1"),
+    ],
+)
+def test_bad_threshold_inputs_name_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
