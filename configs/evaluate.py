@@ -1,5 +1,6 @@
-"""Evaluation of generated images (IS, FID, KID, MS-SSIM diversity, memorisation) and of
-classifiers (metrics with bootstrap CIs, DeLong's test), written to --workdir.
+"""Evaluation of generated images (IS, FID, KID, precision/recall/density/coverage, MS-SSIM
+diversity, memorisation) and of classifiers (metrics with bootstrap CIs, DeLong's test),
+written to --workdir.
 
 Run (after the runs the README's "Evaluating" section lists: the DCGAN in
 runs/dcgan_readme, SimpleCNN on all data in runs/clf_all and on 100 images per class in
@@ -47,6 +48,13 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.is_splits = 10
     config.kid_subsets = 100
     config.kid_subset_size = 1000
+    # Precision/recall (Kynkäänniemi et al. 2019), density/coverage (Naeem et al. 2020):
+    # the k of each point's k-nearest-neighbour ball, in the FID/KID feature space.
+    config.prdc_k = 3
+    # Fewest images per set (generated and real) a metric is reported from; below, the
+    # result is None with '<key>_na_reason' ("N = 10 < 50: ...") and the report says n/a.
+    # IS needs is_splits x is_per_split (10 x 5 = 50); FID/KID/PRDC 50 (PRDC at least k + 1).
+    config.min_samples = ml_collections.ConfigDict(dict(is_per_split=5, fid=50, kid=50, prdc=50))
     config.memorization = ml_collections.ConfigDict(
         dict(quantile=0.5, copy_tolerance=1e-3, reference_sample=2000, num_pairs=16)
     )

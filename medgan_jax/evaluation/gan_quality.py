@@ -1,9 +1,13 @@
-"""GAN image quality of one generated set: IS, FID, KID, MS-SSIM diversity and the
-memorisation audit, streamed batch by batch.
+"""GAN image quality of one generated set: IS, FID, KID, precision/recall/density/coverage,
+MS-SSIM diversity and the memorisation audit, streamed batch by batch.
 
 Every generated set is compared with the real images of its class that the GAN was
 trained on (the run's own manifest), so the memorisation audit searches exactly the
 images the generator saw.
+
+A metric whose set is below its minimum sample size (config.min_samples, see
+`MINIMUM_SAMPLES`) is not computed: its value is None and the key `<key>_na_reason`
+beside it, in the same dict, says why ("N = 10 < 50: ...").
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ from medgan_jax.gan import sample
 from medgan_jax.metrics import fid as fid_lib
 from medgan_jax.metrics import memorization, ms_ssim
 from medgan_jax.metrics.inception_score import inception_score
+from medgan_jax.metrics.prdc import prdc
+
+# The minimum sample size of each metric: (its config.min_samples key, why it exists).
+MINIMUM_SAMPLES = {
+    # IS averages config.is_splits splits, each with its own marginal p(y): with one image
+    # per split KL(p(y|x) || p(y)) = 0 and IS is exactly 1, whatever the images.
+    "inception_score": ("is_per_split", "each IS split needs images for its marginal p(y)"),
+    # A covariance needs N >= 2; below ~50 FID's upward bias (of order D/N) swamps the
+    # differences between generators.
+    "fid": ("fid", "FID from so few images is dominated by its small-sample bias"),
+    # KID is unbiased, but below ~50 its spread over subsets is as large as typical values.
+    "kid": ("kid", "KID's variance is too large to compare at this size"),
+    # Balls reach the k-th nearest other point (N > k); from few points they are few and
+    # wide, and precision/recall drift to 1.
+    "prdc": ("prdc", "k-NN balls from so few points do not describe the distribution"),
+}
 
 
 @dataclass
@@ -72,7 +92,8 @@ def evaluate_generated(
     workdir: str,
     mesh: jax.sharding.Mesh,
 ) -> dict:
-    """IS, FID, KID, MS-SSIM diversity and the memorisation audit of one generated set."""
+    """IS, FID, KID, precision/recall/density/coverage, MS-SSIM diversity and the
+    memorisation audit of one generated set."""
     training = real_images(spec.gan_workdir, spec.class_name, "train", config.max_real)
     reference = (
         training
@@ -91,20 +112,29 @@ def evaluate_generated(
     seconds = time.perf_counter() - started
     logits = {"generated": fake.cat("logits"), "real": real.cat("logits")}
     features = {"generated": fake.cat("features"), "real": real.cat("features")}
-    num_splits = min(config.is_splits, len(logits["generated"]), len(logits["real"]))
+    counts = {k: len(v) for k, v in features.items()}
     result = {
         "class_name": spec.class_name,
-        "num_generated": int(len(features["generated"])),
-        "num_real": int(len(features["real"])),
+        "num_generated": int(counts["generated"]),
+        "num_real": int(counts["real"]),
         "reference_split": config.reference_split,
-        "inception_score": {  # None without a classifier head (Inception 'notop' file)
-            k: inception_score(logits=v, num_splits=num_splits) if len(v) else None
-            for k, v in logits.items()
-        },
-        "fid": fid_lib.fid(features["generated"], features["real"]),
-        "kid": fid_lib.kid(
-            features["generated"], features["real"], config.kid_subsets, config.kid_subset_size
+        "min_samples": minimum_sample_sizes(config),
+        "inception_score": inception_scores(logits, config),
+        **_unless_too_few(
+            "fid", counts, config, lambda: fid_lib.fid(features["generated"], features["real"])
         ),
+        **_unless_too_few(
+            "kid",
+            counts,
+            config,
+            lambda: fid_lib.kid(
+                features["generated"],
+                features["real"],
+                config.kid_subsets,
+                config.kid_subset_size,
+            ),
+        ),
+        **precision_recall_density_coverage(features["real"], features["generated"], config),
         "ms_ssim_diversity": {
             "generated": _mean_std(fake.cat("ms_ssim")),
             "real": _mean_std(real.cat("ms_ssim")),
@@ -135,6 +165,75 @@ def evaluate_generated(
         "closest_pairs": f"{name}/closest_pairs.png",
     }
     return result
+
+
+def minimum_sample_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
+    """The fewest images per set (generated and real) each metric is reported from."""
+    m = config.min_samples
+    return {
+        "inception_score": config.is_splits * m.is_per_split,
+        "fid": max(m.fid, 2),  # a covariance needs two rows
+        "kid": max(m.kid, 2),  # an unbiased MMD^2 needs two rows
+        "prdc": max(m.prdc, config.prdc_k + 1),  # k nearest *other* points
+    }
+
+
+def too_few_reason(metric: str, n: int, which: str, config: ml_collections.ConfigDict) -> str:
+    """Why `metric` is n/a for a set of n `which` images ("N = 10 < 50: ..."), or ''."""
+    minimum = minimum_sample_sizes(config)[metric]
+    if n >= minimum:
+        return ""
+    knob, why = MINIMUM_SAMPLES[metric]
+    knob = f"min_samples.{knob}"
+    if metric == "inception_score":
+        why = (
+            f"each of the {config.is_splits} IS splits needs {config.min_samples.is_per_split} "
+            "for its marginal p(y)"
+        )
+    elif metric == "prdc" and minimum == config.prdc_k + 1:
+        knob, why = "prdc_k", f"k = {config.prdc_k} needs more than k points"
+    return f"N = {n} < {minimum}: too few {which} images; {why} (config.{knob})"
+
+
+def inception_scores(logits: dict[str, np.ndarray], config: ml_collections.ConfigDict) -> dict:
+    """IS of each set over config.is_splits splits; None with a reason where it is n/a."""
+    out: dict = {}
+    for which, values in logits.items():
+        if len(values):
+            reason = too_few_reason("inception_score", len(values), which, config)
+        else:
+            reason = "the feature network has no classifier head (e.g. an Inception 'notop' file)"
+        out[which] = None if reason else inception_score(logits=values, num_splits=config.is_splits)
+        if reason:
+            out[f"{which}_na_reason"] = reason
+    return out
+
+
+def precision_recall_density_coverage(
+    real: np.ndarray, generated: np.ndarray, config: ml_collections.ConfigDict
+) -> dict:
+    """Precision/recall (Kynkäänniemi et al.) and density/coverage (Naeem et al.) with k =
+    config.prdc_k, or None with a reason for each below the minimum sample size."""
+    keys = ("precision", "recall", "density", "coverage")
+    reason = _reason_for_both("prdc", {"generated": len(generated), "real": len(real)}, config)
+    if reason:
+        out = {k: None for k in keys} | {f"{k}_na_reason": reason for k in keys}
+    else:
+        values = prdc(real, generated, nearest_k=config.prdc_k)
+        out = {k: values[k] for k in keys}
+    return {"prdc_k": config.prdc_k, **out}
+
+
+def _reason_for_both(metric: str, counts: dict, config: ml_collections.ConfigDict) -> str:
+    """The reason of the smaller set (generated first on a tie), or ''."""
+    which = min(counts, key=lambda k: (counts[k], k != "generated"))
+    return too_few_reason(metric, counts[which], which, config)
+
+
+def _unless_too_few(metric: str, counts: dict, config: ml_collections.ConfigDict, compute):
+    """{metric: compute()} or {metric: None, metric_na_reason: why}."""
+    reason = _reason_for_both(metric, counts, config)
+    return {metric: None, f"{metric}_na_reason": reason} if reason else {metric: compute()}
 
 
 def accumulate(

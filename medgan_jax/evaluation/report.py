@@ -86,33 +86,57 @@ def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _na(values: dict, key: str) -> str:
+    """'n/a (N = 10 < 50: ...)' for a value left out, with the reason saved beside it."""
+    reason = values.get(f"{key}_na_reason")
+    return f"n/a ({reason})" if reason else "n/a"
+
+
+def _quality_cells(r: dict) -> dict[str, str]:
+    """The generated-set table's metric cells; n/a with the reason where a value is None."""
+    scores = r["inception_score"]
+    cells = {key: _na(r, key) for key in ("fid", "kid", "precision", "density")}
+    cells["is"] = _na(scores, "generated")
+    if scores.get("generated") is not None:
+        gen, real = scores["generated"], scores.get("real")
+        real_text = _na(scores, "real") if real is None else f"{real['mean']:.3f}"
+        cells["is"] = f"{gen['mean']:.3f} ± {gen['std']:.3f} ({real_text})"
+    if r.get("fid") is not None:
+        cells["fid"] = f"{r['fid']:.2f}"
+    if r.get("kid") is not None:
+        cells["kid"] = f"{1e3 * r['kid']['mean']:.2f} ± {1e3 * r['kid']['std']:.2f}"
+    if r.get("precision") is not None:
+        cells["precision"] = f"{r['precision']:.3f} / {r['recall']:.3f} (k = {r['prdc_k']})"
+    if r.get("density") is not None:
+        cells["density"] = f"{r['density']:.3f} / {r['coverage']:.3f}"
+    return cells
+
+
 def _generated_section(generated: dict, network: str | None) -> list[str]:
     lines = [
         f"## Generated images (feature network: {network})",
         "",
         "IS and MS-SSIM are shown for generated (real) images. MS-SSIM is the mean over "
-        "consecutive pairs: higher means less diverse. Memorised = fraction of generated "
-        "images closer to a training image than the median training image is to its "
-        "nearest neighbour (about 0.5 for fresh samples, 1.0 for copies).",
+        "consecutive pairs: higher means less diverse. Precision/recall (Kynkäänniemi et al. "
+        "2019: fidelity / variety) and density/coverage (Naeem et al. 2020) use each point's "
+        "k-nearest-neighbour ball in the FID/KID feature space. Memorised = fraction of "
+        "generated images closer to a training image than the median training image is to "
+        "its nearest neighbour (about 0.5 for fresh samples, 1.0 for copies). A metric below "
+        "its minimum sample size is n/a, with the reason.",
         "",
-        "| set | class | N gen / real | IS | FID | KID x1e3 | MS-SSIM | memorised pixel / "
-        "feature | exact copies |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| set | class | N gen / real | IS | FID | KID x1e3 | precision / recall | "
+        "density / coverage | MS-SSIM | memorised pixel / feature | exact copies |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for name, r in generated.items():
-        is_gen, is_real = r["inception_score"]["generated"], r["inception_score"]["real"]
-        is_text = (
-            "n/a"
-            if is_gen is None
-            else (f"{is_gen['mean']:.3f} ± {is_gen['std']:.3f} ({is_real['mean']:.3f})")
-        )
+        cells = _quality_cells(r)
         div = r["ms_ssim_diversity"]
         mem = r["memorization"]
         lines.append(
             f"| {name} | {r['class_name']} | {r['num_generated']} / {r['num_real']} | "
-            f"{is_text} | "
-            f"{r['fid']:.2f} | {1e3 * r['kid']['mean']:.2f} ± {1e3 * r['kid']['std']:.2f} | "
+            f"{cells['is']} | {cells['fid']} | {cells['kid']} | {cells['precision']} | "
+            f"{cells['density']} | "
             f"{_fmt(div['generated']['mean'])} ({_fmt(div['real']['mean'])}) | "
             f"{mem['pixel']['fraction_closer_than_threshold']:.2f} / "
             f"{mem['feature']['fraction_closer_than_threshold']:.2f} | "

@@ -122,19 +122,39 @@ def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifi
 
 
 def _quality_stats(rows: list[dict]) -> dict:
+    """Mean/std over seeds of each GAN-quality number. Values that are None (below the
+    minimum sample size, or absent from an older quality.json) are left out; when no seed
+    has one, the stats keep the first seed's reason as 'na_reason' ("N = 8 < 50: ...")."""
     if not rows:
         return {}
     pick = {
         "inception_score": lambda r: (r["inception_score"]["generated"] or {}).get("mean"),
         "inception_score_real": lambda r: (r["inception_score"]["real"] or {}).get("mean"),
-        "fid": lambda r: r["fid"],
-        "kid": lambda r: r["kid"]["mean"],
+        "fid": lambda r: r.get("fid"),
+        "kid": lambda r: (r.get("kid") or {}).get("mean"),
+        "precision": lambda r: r.get("precision"),
+        "recall": lambda r: r.get("recall"),
+        "density": lambda r: r.get("density"),
+        "coverage": lambda r: r.get("coverage"),
         "ms_ssim": lambda r: r["ms_ssim_diversity"]["generated"]["mean"],
         "ms_ssim_real": lambda r: r["ms_ssim_diversity"]["real"]["mean"],
         "memorised": lambda r: r["memorization"]["pixel"]["fraction_closer_than_threshold"],
         "copies": lambda r: r["memorization"]["pixel"]["num_copies"],
     }
-    return {k: _stats([f(r) for r in rows if f(r) is not None]) for k, f in pick.items()}
+
+    def reason(r: dict, key: str) -> str | None:
+        if key.startswith("inception_score"):  # inside r["inception_score"], per set
+            which = "real" if key.endswith("_real") else "generated"
+            return r["inception_score"].get(f"{which}_na_reason")
+        return r.get(f"{key}_na_reason")
+
+    out = {}
+    for key, value_of in pick.items():
+        out[key] = _stats([v for v in map(value_of, rows) if v is not None])
+        reasons = [x for x in (reason(r, key) for r in rows) if x]
+        if out[key]["n"] == 0 and reasons:
+            out[key]["na_reason"] = reasons[0]
+    return out
 
 
 def _paired(deltas: list[float]) -> dict:

@@ -127,24 +127,34 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
     lines = [
         "## GAN quality",
         "",
-        "IS and FID/KID use the all-data reference classifier as the feature network "
-        "(domain classifier score). MS-SSIM: mean over consecutive pairs, generated (real); "
-        "higher means less diverse. Memorised: fraction of generated images closer to a "
-        "training image than the median training nearest-neighbour distance (~0.5 for fresh "
-        "samples, 1.0 for copies).",
+        "IS, FID/KID and precision/recall use the all-data reference classifier as the "
+        "feature network (domain classifier score). Precision (fidelity) and recall (variety) "
+        "after Kynkäänniemi et al. 2019: the fraction of generated images inside the real "
+        "images' k-NN balls, and of real images inside the generated ones. MS-SSIM: mean over "
+        "consecutive pairs, generated (real); higher means less diverse. Memorised: fraction "
+        "of generated images closer to a training image than the median training "
+        "nearest-neighbour distance (~0.5 for fresh samples, 1.0 for copies). A metric below "
+        "its minimum sample size is n/a, with the reason.",
         "",
-        "| GAN | size | IS (real) | FID | KID x1e3 | MS-SSIM (real) | memorised | copies |",
-        "|---|---|---|---|---|---|---|---|",
+        "| GAN | size | IS (real) | FID | KID x1e3 | precision | recall | MS-SSIM (real) | "
+        "memorised | copies |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(stats: dict | None, scale: float = 1.0) -> str:
+        """mean ± std over seeds, or n/a with the reason the evaluation gave."""
+        if stats and stats.get("mean") is not None:
+            return _pm({"mean": scale * stats["mean"], "std": scale * stats["std"]})
+        reason = (stats or {}).get("na_reason")
+        return f"n/a ({reason})" if reason else "n/a"
+
     warnings: list[str] = []
     for gan, by_size in quality.items():
         for s in sizes:
             q = by_size.get(s) or {}
             if not q:
                 continue
-            kid = q["kid"]
-            kid_text = "n/a" if kid["mean"] is None else f"{1e3 * kid['mean']:.2f}"
-            if (q["memorised"]["mean"] or 0) > 0.9:
+            if ((q.get("memorised") or {}).get("mean") or 0) > 0.9:
                 warnings.append(
                     f"- **{gan}** at {s}: {q['memorised']['mean']:.0%} of its images are closer "
                     "to a training image than training images are to each other: it stays "
@@ -152,9 +162,12 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
                     "closest pairs in its quality/ folder)."
                 )
             lines.append(
-                f"| {gan} | {s} | {_pm(q['inception_score'])} ({_pm(q['inception_score_real'])})"
-                f" | {_pm(q['fid'])} | {kid_text} | {_pm(q['ms_ssim'])} "
-                f"({_pm(q['ms_ssim_real'])}) | {_pm(q['memorised'])} | {_pm(q['copies'])} |"
+                f"| {gan} | {s} | {cell(q.get('inception_score'))} "
+                f"({cell(q.get('inception_score_real'))}) | {cell(q.get('fid'))} | "
+                f"{cell(q.get('kid'), 1e3)} | {cell(q.get('precision'))} | "
+                f"{cell(q.get('recall'))} | {cell(q.get('ms_ssim'))} "
+                f"({cell(q.get('ms_ssim_real'))}) | {cell(q.get('memorised'))} | "
+                f"{cell(q.get('copies'))} |"
             )
     return lines + [""] + warnings + ([""] if warnings else [])
 
