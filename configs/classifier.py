@@ -73,6 +73,10 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.threshold = ml_collections.ConfigDict(dict(rule="youden", target=0.0))
     config.synthetic = ml_collections.ConfigDict(
         dict(
+            # Where added images come from: synthetic (a GAN's, below) | oversample (the
+            # class's own images repeated: a rebalancing control) | real_topup (unused real
+            # images of the class from the training split: the ceiling).
+            source="synthetic",
             amount="0",
             class_name="",  # the GAN's class: the synthetic images' hard label
             folder="",  # a folder written by medgan_jax.gan.sample, or

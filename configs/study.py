@@ -4,15 +4,18 @@ Run (the README's main command; its wall time on a laptop CPU is in the README):
   python evaluate.py --config=configs/study.py:demo --workdir=runs/demo
 For every size and seed it fixes the real training subset, trains each method's GAN on
 that subset's minority class, samples it, trains the classifier per method and tests it
-on the fixed full test set. It writes report.md (tables per metric: mean ± std over
-seeds, method − base with DeLong p-values, GAN quality, plain verdicts), results.json
-and plot_<metric>.png. Re-running skips finished cells; adding a method or size runs
-only the new cells.
+on the fixed full test set. It writes report.md (a summary of every method against the
+better rebalancing control with its share of the real-data ceiling's gain; tables per
+metric: mean ± std over seeds, method − base with two-level bootstrap CIs and Holm-adjusted
+p-values, DeLong per seed; GAN quality; plain verdicts), results.json and
+plot_<metric>.png. Re-running skips finished cells; adding a method or size runs only the
+new cells.
 
 Presets:
   demo                    the README's: embedded lesions at 64x64, 400 benign and 10/50/200
-                          malignant training images (the rare class), base/classic/dcgan/
-                          dcgan+classic, GAN images balance the classes, 3 seeds; CPU.
+                          malignant training images (the rare class), base, the controls
+                          oversample and weighted, classic, dcgan and the ceiling real_topup,
+                          added images balance the classes, 3 seeds; CPU.
   quick                   a 4-minute taste at 32x32 (1 seed).
   synthetic_lesions       the skin seed's table shape on the embedded lesions (GPU).
   synthetic_lesions_full  every method, minority learning curve to all, 5 seeds (GPU).
@@ -98,6 +101,8 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     )
     config.metrics = ("accuracy", "f1", "roc_auc", "sensitivity")
     config.synthetic_amount = "50%"  # count, % of the real training set, or 'balance'
+    # The study's tests: two-level bootstrap over seeds and test cases (see README).
+    config.bootstrap = ml_collections.ConfigDict(dict(n_resamples=2000, seed=0))
     config.gans = ml_collections.ConfigDict()
     config.gans.dcgan = dcgan_config.get_config(data_preset)
     config.gans.pggan = pggan_config.get_config(data_preset)
@@ -140,6 +145,8 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         config.classifier.update(num_epochs=1, steps_per_epoch=2)
         config.gans.dcgan.update(num_steps=2, log_every=2, sample_every=2, checkpoint_every=2)
         config.gan_eval.update(batch_size=16, kid_subsets=5)
+        # Tiny cells: allow every GAN metric on their few images (real presets keep 50).
+        config.gan_eval.min_samples.update(is_per_split=1, fid=2, kid=2, prdc=4)
     return config  # each GAN trains on config.data, pinned to its cell's subset
 
 
@@ -147,14 +154,16 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     """The README's main command: a rare-class learning curve that fits a laptop CPU.
 
     400 benign lesions and 10, 50 or 200 malignant ones at 64x64; every GAN trains on its
-    cell's malignant images only and tops the malignant class up to 400 ('balance').
+    cell's malignant images only and tops the malignant class up to 400 ('balance'), as do
+    the controls (oversample: the cell's malignant images repeated; weighted: a
+    class-weighted loss instead) and the ceiling (real_topup: unused real malignant images).
     """
     config.size_unit = "minority"
     config.data.subset.class_counts = "benign=400"
     config.sizes = ("10", "50", "200")
     config.seeds = (0, 1, 2)
-    config.methods = ("base", "classic", "dcgan", "dcgan+classic")
-    config.metrics = ("roc_auc", "sensitivity", "balanced_accuracy", "f1")
+    config.methods = ("base", "oversample", "weighted", "classic", "dcgan", "real_topup")
+    config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
     config.synthetic_amount = "balance"
     # Budget: 36 classifiers of ~2,500 images shown and 9 GANs of 12,800 fit 15 minutes on
     # 2 CPU cores; BatchNorm makes the small CNN learn within it.

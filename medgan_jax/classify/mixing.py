@@ -1,4 +1,9 @@
-"""Mixing synthetic images into the classifier's training set (never validation or test).
+"""Adding images to the classifier's training set (never validation or test).
+
+`config.synthetic.source` says where the added images come from: 'synthetic' (a GAN's
+samples, the default), 'oversample' (the training set's own images of the class,
+repeated in a fresh random order: the rebalancing control) or 'real_topup' (real images
+of the class from the rest of the training split that the subset left out: the ceiling).
 
 The synthetic images come from a folder written by `medgan_jax.gan.sample` (with its
 manifest.json) or are sampled now from a GAN run into workdir/synthetic/. The amount is
@@ -23,11 +28,88 @@ from PIL import Image
 
 from medgan_jax import runs
 from medgan_jax.classify import predict
-from medgan_jax.data import pipeline
+from medgan_jax.data import load_split, pipeline, sources
 from medgan_jax.data.records import DataError, Records
 from medgan_jax.gan import sample
 
 SYNTHETIC_PREFIX = "synthetic:"
+SOURCES = ("synthetic", "oversample", "real_topup")
+
+
+class NoCeilingError(DataError):
+    """No unused real images (and no way to render fresh ones) for a real top-up."""
+
+
+def added_records(
+    cfg: ml_collections.ConfigDict,
+    real: Records,
+    data: ml_collections.ConfigDict,
+    workdir: str,
+    seed: int,
+) -> Records | None:
+    """The images `cfg` (config.synthetic) adds to the real training set, labelled."""
+    source = cfg.get("source", "synthetic") or "synthetic"
+    if source not in SOURCES:
+        raise ValueError(f"config.synthetic.source='{source}'; expected one of {SOURCES}.")
+    if source == "synthetic":
+        return synthetic_records(cfg, real, workdir)
+    _check_class(cfg.class_name, real)
+    count = synthetic_count(cfg.amount, real, cfg.class_name)
+    if count == 0:
+        return None
+    if source == "oversample":
+        return oversampled_records(real, cfg.class_name, count, seed)
+    return unused_real_records(real, data, cfg.class_name, count, seed)
+
+
+def _rows_of_class(records: Records, class_name: str) -> np.ndarray:
+    k = records.class_names.index(class_name)
+    hit = records.labels[:, k] > 0 if records.multi_label else records.labels == k
+    return np.flatnonzero(hit)
+
+
+def oversampled_records(real: Records, class_name: str, count: int, seed: int) -> Records:
+    """`count` of the real images of `class_name`, each repeated as evenly as possible:
+    whole shuffled passes over them (a fresh random order each), the last one cut short."""
+    own = _rows_of_class(real, class_name)
+    if own.size == 0:
+        raise DataError(f"config.synthetic.source='oversample': no '{class_name}' images.")
+    rng = np.random.default_rng(seed)
+    passes = [rng.permutation(own) for _ in range(-(-count // own.size))]
+    picked = real.take(np.concatenate(passes)[:count])
+    return dataclasses.replace(
+        picked, description=f"{count} repeated real '{class_name}' images (oversampling)"
+    )
+
+
+def unused_real_records(
+    real: Records, data: ml_collections.ConfigDict, class_name: str, count: int, seed: int
+) -> Records:
+    """`count` real images of `class_name` from the training split that `real` (a subset)
+    does not hold, in a seeded random order; fresh renders where an embedded dataset's
+    split runs short. Raises NoCeilingError when neither is possible."""
+    everything = data.copy_and_resolve_references()
+    everything.subset.update(
+        per_class=0, class_counts="", fraction=1.0, num_patients=0, imbalance_ratio=0.0,
+        manifest="",
+    )  # fmt: skip
+    pool = load_split(everything, "train")
+    held = set(real.ids.tolist())
+    unused = np.asarray([i for i in _rows_of_class(pool, class_name) if pool.ids[i] not in held])
+    order = np.random.default_rng(seed).permutation(unused).astype(np.int64)
+    if order.size >= count:
+        chosen = pool.take(order[:count])
+    elif data.source == "synthetic" and not real.multi_label:
+        fresh = sources.fresh_synthetic_records(everything, class_name, count - order.size, seed)
+        chosen = mix(pool.take(order), fresh)
+    else:
+        raise NoCeilingError(
+            f"A real top-up needs {count} unused '{class_name}' training images; the "
+            f"training split has {order.size} beyond the subset (no ceiling available)."
+        )
+    return dataclasses.replace(
+        chosen, description=f"{count} unused real '{class_name}' images (real top-up)"
+    )
 
 
 def synthetic_count(amount: str, real: Records, class_name: str) -> int:
@@ -56,11 +138,7 @@ def synthetic_records(
     cfg: ml_collections.ConfigDict, real: Records, workdir: str
 ) -> Records | None:
     """The synthetic training images `cfg` (config.synthetic) asks for, labelled."""
-    if cfg.class_name not in real.class_names:
-        raise DataError(
-            f"config.synthetic.class_name='{cfg.class_name}'; the data has classes "
-            f"{list(real.class_names)}."
-        )
+    _check_class(cfg.class_name, real)
     count = synthetic_count(cfg.amount, real, cfg.class_name)
     if count == 0:
         return None
@@ -95,6 +173,14 @@ def synthetic_records(
         records = _load_into_memory(records, real.images.shape[1:], real.images.dtype)
     logging.info("Mixing in %s.", records.description)
     return records
+
+
+def _check_class(class_name: str, real: Records) -> None:
+    if class_name not in real.class_names:
+        raise DataError(
+            f"config.synthetic.class_name='{class_name}'; the data has classes "
+            f"{list(real.class_names)}."
+        )
 
 
 def mix(real: Records, synthetic: Records | None) -> Records:

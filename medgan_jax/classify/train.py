@@ -178,11 +178,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def load_splits(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Records]:
-    """train (+ synthetic, optionally rebalanced), val and test; manifests of each."""
+    """train (+ added images, optionally rebalanced), val and test; manifests of each."""
     train = load_split(config.data, "train")
     if config.synthetic.amount not in ("", "0"):
-        synthetic = mixing.synthetic_records(config.synthetic, train, workdir)
-        train = mixing.mix(train, synthetic)
+        added = mixing.added_records(config.synthetic, train, config.data, workdir, config.seed)
+        train = mixing.mix(train, added)
         if config.synthetic.labels == "soft":
             train = mixing.with_soft_labels(train, config.synthetic.prior_classifier, config.data)
         elif config.synthetic.labels != "hard":

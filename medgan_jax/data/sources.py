@@ -287,6 +287,10 @@ def _lesion_images(num, size, seed, overlap, malignant_fraction, hair_probabilit
     return images, labels
 
 
+# Fresh renders for seed k start at k + 1 of these past the splits: disjoint ranges.
+_FRESH_RANGE = 1_000_000
+
+
 def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
     """In-memory synthetic lesions or chest X-rays; splits are disjoint index ranges."""
     scfg = cfg.synthetic
@@ -313,6 +317,44 @@ def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Recor
     if scfg.kind == "cxr":
         return _synthetic_cxr_records(cfg, split, sizes, start)
     raise DataError(f"config.data.synthetic.kind is '{scfg.kind}'; expected 'lesions' or 'cxr'.")
+
+
+def fresh_synthetic_records(
+    cfg: ml_collections.ConfigDict, class_name: str, count: int, seed: int
+) -> Records:
+    """`count` embedded lesions of `class_name` rendered from indices past every split
+    (so disjoint from train, val and test), a separate range per `seed`."""
+    scfg = cfg.synthetic
+    if scfg.kind != "lesions" or class_name not in synthetic.LESION_CLASSES:
+        raise DataError(
+            f"Fresh embedded images of '{class_name}' can be rendered for synthetic lesions "
+            f"(classes {synthetic.LESION_CLASSES}); config.data.synthetic.kind is '{scfg.kind}'."
+        )
+    label = synthetic.LESION_CLASSES.index(class_name)
+    first = scfg.num_train + scfg.num_val + scfg.num_test + _FRESH_RANGE * (seed + 1)
+    images, indices, chunk = [], [], max(64, 3 * count)
+    while sum(len(i) for i in indices) < count:
+        batch, labels = synthetic.lesion_images(
+            chunk,
+            size=scfg.size,
+            seed=scfg.seed,
+            overlap=scfg.overlap,
+            malignant_fraction=scfg.malignant_fraction,
+            hair_probability=scfg.hair_probability,
+            first=first,
+        )
+        keep = np.flatnonzero(labels == label)
+        images.append(batch[keep])
+        indices.append(first + keep)
+        first += chunk
+    rows = np.concatenate(indices)[:count]
+    return Records(
+        ids=np.asarray([f"synthetic-lesions/seed{scfg.seed}/{i:06d}" for i in rows]),
+        images=np.concatenate(images)[:count],
+        labels=np.full(count, label, np.int32),
+        class_names=synthetic.LESION_CLASSES,
+        description=f"{count} freshly rendered synthetic '{class_name}' lesions",
+    )
 
 
 def _synthetic_cxr_records(cfg, split: str, sizes: dict, start: int) -> Records:

@@ -3,6 +3,7 @@ DeLong's test of each run's AUC against the first run's."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import ml_collections
@@ -22,8 +23,14 @@ def evaluate_classifiers(
     baseline_name = next(iter(runs))
     results = {}
     for name, run in runs.items():
+        threshold = _threshold(run)
         metrics = classification.classification_report(
-            run["labels"], run["scores"], run["task"], run["class_names"], run.get("mask")
+            run["labels"],
+            run["scores"],
+            run["task"],
+            run["class_names"],
+            run.get("mask"),
+            threshold=threshold,
         )
         metrics["bootstrap"] = bootstrap(run, bootstrap_cfg)
         if name != baseline_name:
@@ -48,11 +55,21 @@ def load_predictions(path: str) -> dict:
     return run
 
 
+def _threshold(run: dict):
+    """The run's validation-chosen threshold (saved with its predictions), else 0.5;
+    multiclass predicts by argmax."""
+    if run["task"] == "multiclass":
+        return None
+    return np.asarray(run["threshold"]) if "threshold" in run else 0.5
+
+
 def bootstrap(run: dict, cfg: ml_collections.ConfigDict) -> dict:
-    """95% bootstrap CIs of accuracy, balanced accuracy and AUC (stratified, seeded)."""
+    """95% bootstrap CIs of accuracy, balanced accuracy (at the run's threshold) and AUC
+    (stratified, seeded)."""
+    at = {} if run["task"] != "binary" else {"threshold": float(_threshold(run))}
     metric_fns = {
-        "accuracy": classification.accuracy,
-        "balanced_accuracy": classification.balanced_accuracy,
+        "accuracy": functools.partial(classification.accuracy, **at),
+        "balanced_accuracy": functools.partial(classification.balanced_accuracy, **at),
         "roc_auc": classification.roc_auc,
     }
     out = {}

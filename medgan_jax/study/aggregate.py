@@ -20,7 +20,7 @@ from medgan_jax.study import grid
 def cell_metric(result: dict, metric: str) -> float | None:
     """A metric of one classifier run: a headline name ('accuracy', 'roc_auc', ...) or
     'auc:<class or label>' for one class's / label's AUC."""
-    if "error" in result:
+    if not grid.has_result(result):
         return None
     if metric.startswith("auc:"):
         name = metric[4:]
@@ -42,9 +42,7 @@ def summarise(config: ml_collections.ConfigDict, root: str, cells: dict) -> dict
                 values, deltas = [], []
                 for seed in config.seeds:
                     value = cell_metric(cells[grid.cell_key(size, seed, name)], metric)
-                    base = cell_metric(
-                        cells.get(grid.cell_key(size, seed, "base"), {"error": ""}), metric
-                    )
+                    base = cell_metric(cells.get(grid.cell_key(size, seed, "base"), {}), metric)
                     if value is not None:
                         values.append(value)
                         if base is not None:
@@ -66,9 +64,8 @@ def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> d
         for size in config.sizes:
             per_seed = []
             for seed in config.seeds:
-                if "error" in cells[grid.cell_key(size, seed, name)] or "error" in cells.get(
-                    grid.cell_key(size, seed, "base"), {"error": ""}
-                ):
+                pair = (cells.get(grid.cell_key(size, seed, m), {}) for m in (name, "base"))
+                if not all(grid.has_result(result) for result in pair):
                     continue
                 cell = grid.cell_root(root, size, seed)
                 base = load_predictions(grid.method_workdir(cell, "base"))

@@ -14,14 +14,25 @@ import os
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A way to train the classifier: an augmentation name and/or a GAN's images."""
+    """A way to train the classifier: an augmentation, a GAN's images, real images added
+    (repeated or unused ones) or a class-weighted loss, and its role in the comparisons."""
 
     augment: str = "none"
-    gan: str = ""  # a key of config.gans ('' = real images only)
+    gan: str = ""  # a key of config.gans ('' = no GAN images)
+    added: str = ""  # config.synthetic.source of real images added: oversample | real_topup
+    class_weighting: str = ""  # config.class_weighting
+    role: str = "method"  # base | control | ceiling | method (see ROLES)
 
+
+# base: the reference of every comparison. control: simple rebalancing, which every
+# generator must beat to be worth training. ceiling: the same number of unused real images.
+ROLES = ("base", "control", "ceiling", "method")
 
 METHODS = {
-    "base": Method(),
+    "base": Method(role="base"),
+    "oversample": Method(added="oversample", role="control"),
+    "weighted": Method(class_weighting="balanced", role="control"),
+    "real_topup": Method(added="real_topup", role="ceiling"),
     "classic": Method(augment="classic"),
     "photometric": Method(augment="photometric"),
     "classic+photometric": Method(augment="classic+photometric"),
@@ -32,6 +43,7 @@ METHODS = {
     "bagan": Method(gan="bagan"),
 }
 
+
 SIZE_UNITS = ("per_class", "minority")
 
 
@@ -39,6 +51,11 @@ def method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"config.methods names '{name}'; known methods: {list(METHODS)}.")
     return METHODS[name]
+
+
+def with_role(methods, role: str) -> list[str]:
+    """The methods of a role, in the config's order."""
+    return [m for m in methods if method(m).role == role]
 
 
 def gans_of(methods) -> list[str]:
@@ -77,6 +94,11 @@ def size_subset(
         f"config.sizes item '{size}'; expected 'all', a per-class count ('100') or a "
         "percentage ('25%')."
     )
+
+
+def has_result(result: dict) -> bool:
+    """Whether a cell's result holds metrics (not an error, nor 'no ceiling available')."""
+    return bool(result) and "error" not in result and "no_ceiling" not in result
 
 
 def cell_key(size, seed, name: str) -> str:

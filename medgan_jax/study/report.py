@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from medgan_jax.study.comparisons import find
+
 
 def _pm(stats: dict | None, signed: bool = False) -> str:
     if not stats or stats.get("mean") is None:
@@ -21,12 +23,6 @@ def _delong(tests: list, metric: str) -> list[tuple[float, float]]:
     return [(t["p_value"], t["difference"]) for t in tests if "p_value" in t]
 
 
-def _auc_metric(metrics: list[str]) -> str | None:
-    """The metric whose DeLong tests back the verdicts: roc_auc, else the first per-label AUC."""
-    aucs = [m for m in metrics if m == "roc_auc"] + [m for m in metrics if m.startswith("auc:")]
-    return aucs[0] if aucs else None
-
-
 def size_description(results: dict) -> str:
     """What the grid's sizes count (config.size_unit)."""
     if results.get("size_unit") == "minority":
@@ -35,92 +31,191 @@ def size_description(results: dict) -> str:
 
 
 def study_markdown(results: dict) -> str:
-    """Seeds-style tables per metric, deltas with tests, GAN quality and plain verdicts."""
+    """Summary against the controls and the ceiling, per-metric tables with their tests,
+    GAN quality and plain verdicts."""
     sizes, methods = results["sizes"], results["methods"]
-    n_seeds = len(results["seeds"])
+    comparisons = results.get("comparisons") or {"tests": [], "ceiling_shares": []}
     lines = [
         "# Augmentation study",
         "",
-        f"Test-set metrics, mean ± std over {n_seeds} seed(s) (seed = subset, GAN and "
-        f"classifier initialisation). Synthetic images added: {results['synthetic_amount']} "
-        f"(of the real training set). Sizes are {size_description(results)}.",
+        f"Test-set metrics over {len(results['seeds'])} seed(s) (seed = subset, GAN and "
+        f"classifier initialisation). Images added: {results['synthetic_amount']} (of the "
+        f"real training set). Sizes are {size_description(results)}.",
         "",
+        *_test_rule(comparisons),
+        *_summary(results, comparisons),
     ]
-    verdicts = []
     for metric in results["metrics"]:
-        table = results["table"][metric]
-        lines += [f"## {metric}", "", "| method | " + " | ".join(sizes) + " |"]
-        lines.append("|---" * (len(sizes) + 1) + "|")
-        for name in methods:
-            lines.append(f"| {name} | " + " | ".join(_pm(table[name][s]) for s in sizes) + " |")
-        for name in methods:
-            if name == "base":
-                continue
-            cells = []
-            for s in sizes:
-                delta = table[name][s]["delta_vs_base"]
-                tests = _delong(results["delong"].get(name, {}).get(s, []), metric)
-                notes = [f"DeLong p: {', '.join(f'{p:.2g}' for p, _ in tests)}"] if tests else []
-                if delta and delta.get("paired_t_p") is not None:
-                    notes.append(f"paired t p: {delta['paired_t_p']:.2g}")
-                cells.append(_pm(delta, signed=True) + (f" ({'; '.join(notes)})" if notes else ""))
-                if metric == results["metrics"][0]:
-                    auc = _auc_metric(results["metrics"])
-                    auc_tests = _delong(results["delong"].get(name, {}).get(s, []), auc or "")
-                    verdicts.append(_verdict(name, s, metric, delta, auc, auc_tests))
-            lines.append(f"| {name} − base | " + " | ".join(cells) + " |")
-        lines += ["", f"![{metric}](plot_{file_name(metric)}.png)", ""]
+        lines += _metric_section(results, comparisons, metric)
     if results.get("gan_quality"):
         lines += _gan_quality_table(results["gan_quality"], sizes)
+    verdicts = [_verdict(results, comparisons, name, s) for name in methods for s in sizes]
+    verdicts = [v for v in verdicts if v]
     if verdicts:
-        lines += ["## Verdicts", ""] + verdicts + [""]
-    env = results.get("environment")
-    if env:
-        total = sum(v for v in results.get("wall_seconds", {}).values() if v)
-        lines += [
-            "## Environment",
-            "",
-            f"jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, numpy {env['numpy']}, "
-            f"Python {env['python']}; backend {env['backend']}, {len(env['devices'])} device(s), "
-            f"{env['processes']} process(es). Classifier training took {total / 60:.1f} min in "
-            "all (per cell: wall_seconds in results.json; GAN runs log their own time).",
-            "",
-        ]
-    if results.get("failed_cells"):
-        lines += ["## Failed cells", ""]
-        lines += [f"- {k}: {v}" for k, v in results["failed_cells"].items()] + [""]
+        lines += ["## Verdicts", "", *verdicts, ""]
+    lines += _environment(results)
+    for key, title in (("failed_cells", "Failed cells"), ("no_ceiling", "No ceiling available")):
+        if results.get(key):
+            lines += [f"## {title}", ""]
+            lines += [f"- {k}: {v}" for k, v in results[key].items()] + [""]
     return "\n".join(lines) + "\n"
 
 
-def _verdict(
-    name: str,
-    size: str,
-    metric: str,
-    delta: dict | None,
-    auc: str | None,
-    auc_tests: list[tuple[float, float]],
-) -> str:
-    """A plain sentence: did the method beat base, and on what evidence."""
-    if not delta or delta.get("mean") is None:
-        return f"- {name} at {size}: no result to compare."
-    mean, std, n = delta["mean"], delta["std"], delta["n"]
-    evidence = [f"Δ {metric} {mean:+.3f} ± {std:.3f} over {n} seed(s)"]
-    t_p = delta.get("paired_t_p")
-    if t_p is not None:
-        evidence.append(f"paired t-test p = {t_p:.2g}")
-    wins = sum(p < 0.05 and diff > 0 for p, diff in auc_tests)
-    if auc_tests:
-        evidence.append(
-            f"DeLong ({auc}) significantly better in {wins} of {len(auc_tests)} seed(s)"
+def _test_rule(comparisons: dict) -> list[str]:
+    n = sum(t["p_value"] is not None for t in comparisons["tests"])
+    return [
+        "Each difference is tested once: a two-level bootstrap (seeds, then test cases, on the "
+        f"saved test predictions; {comparisons.get('n_resamples', 'n/a')} resamples) gives its "
+        "standard error, with Student's t on seeds − 1 degrees of freedom for the 95% CI and "
+        f"p. The {n} p-values of this report are Holm-adjusted together (p_holm); a method "
+        f"*beats* a reference only if p_holm < {comparisons.get('alpha', 0.05)} and the "
+        "difference is positive. Thresholded metrics use each run's threshold chosen on its "
+        "validation split.",
+        "",
+    ]
+
+
+def _summary(results: dict, comparisons: dict) -> list[str]:
+    """Per size: each method against the better control, and its share of the ceiling gain."""
+    metrics = [m for m in ("roc_auc", "average_precision") if m in results["metrics"]]
+    metrics = metrics or results["metrics"][:1]
+    if not comparisons["tests"]:
+        return []
+    head = " | ".join(f"Δ {m} vs control [95% CI] (p_holm)" for m in metrics)
+    lines = [
+        "## Summary: against rebalancing and the real-data ceiling",
+        "",
+        "Control = the better of `oversample` (the minority images repeated) and `weighted` "
+        "(class-weighted loss) at that size and metric. Share of the ceiling gain = (method − "
+        "control) / (real_topup − control): 0 = no better than rebalancing, 1 = as good as "
+        f"the same number of real images ({metrics[0]}).",
+        "",
+        f"| size | method | control | {head} | share of ceiling gain [95% CI] |",
+        "|---" * (4 + len(metrics)) + "|",
+    ]
+    for size in results["sizes"]:
+        for name in results["methods"]:
+            cells, control = [], None
+            for metric in metrics:
+                test = _against_control(comparisons, size, metric, name)
+                control = control or (test or {}).get("reference")
+                cells.append(_diff_text(test))
+            if control is None:
+                continue
+            share = _share(comparisons, size, metrics[0], name)
+            lines.append(f"| {size} | {name} | {control} | " + " | ".join(cells) + f" | {share} |")
+    return lines + [""]
+
+
+def _against_control(comparisons, size, metric, name) -> dict | None:
+    for t in comparisons["tests"]:
+        if (t["size"], t["metric"], t["method"]) == (size, metric, name) and t[
+            "reference"
+        ] != "base":
+            return t
+    return None
+
+
+def _share_entry(comparisons, size, metric, name) -> dict | None:
+    for s in comparisons["ceiling_shares"]:
+        if (s["size"], s["metric"], s["method"]) == (size, metric, name):
+            return s
+    return None
+
+
+def _share(comparisons, size, metric, name) -> str:
+    entry = _share_entry(comparisons, size, metric, name)
+    if entry is None:
+        return "n/a"
+    if not entry["ceiling_above_control"]:
+        return f"n/a (ceiling not above control: {entry['ceiling_gain']:+.3f})"
+    low, high = entry["ci_low"], entry["ci_high"]
+    ci = "" if low is None else f" [{low:.2f}, {high:.2f}]"
+    return f"{entry['estimate']:.2f}{ci}"
+
+
+def _diff_text(test: dict | None) -> str:
+    if not test:
+        return "n/a"
+    if test["p_value"] is None:
+        return f"{test['estimate']:+.3f} (n/a: {test.get('reason', 'untestable')})"
+    mark = " **beats**" if test["beats"] else ""
+    return (
+        f"{test['estimate']:+.3f} [{test['ci_low']:+.3f}, {test['ci_high']:+.3f}] "
+        f"(p {test['p_value']:.2g}, p_holm {test['p_holm']:.2g}){mark}"
+    )
+
+
+def _metric_section(results: dict, comparisons: dict, metric: str) -> list[str]:
+    sizes, table = results["sizes"], results["table"][metric]
+    lines = [f"## {metric}", "", "| method | " + " | ".join(sizes) + " |"]
+    lines.append("|---" * (len(sizes) + 1) + "|")
+    for name in results["methods"]:
+        lines.append(f"| {name} | " + " | ".join(_pm(table[name][s]) for s in sizes) + " |")
+    for name in results["methods"]:
+        if name == "base":
+            continue
+        cells = []
+        for s in sizes:
+            test = find(comparisons["tests"], s, metric, name, "base")
+            text = _diff_text(test) if test else _pm(table[name][s]["delta_vs_base"], signed=True)
+            tests = _delong(results["delong"].get(name, {}).get(s, []), metric)
+            if tests:
+                text += f"; DeLong p per seed: {', '.join(f'{p:.2g}' for p, _ in tests)}"
+            cells.append(text)
+        lines.append(f"| {name} − base | " + " | ".join(cells) + " |")
+    return lines + ["", f"![{metric}](plot_{file_name(metric)}.png)", ""]
+
+
+def _verdict(results: dict, comparisons: dict, name: str, size: str) -> str:
+    """A plain sentence per method and size on the primary (first) metric."""
+    if name == "base":
+        return ""
+    metric = results["metrics"][0]
+    vs_base = find(comparisons["tests"], size, metric, name, "base")
+    if vs_base is None or vs_base["p_value"] is None:
+        return f"- **{name}** at {size}: no test on {metric} (see the tables)."
+    verb = "beat" if vs_base["beats"] else "was **not shown** to beat"
+    words = [f"{verb} base (Δ {metric} {vs_base['estimate']:+.3f}, p_holm {vs_base['p_holm']:.2g})"]
+    control = _against_control(comparisons, size, metric, name)
+    if control is not None:
+        role = "ceiling" if name in _ceilings(comparisons) else ""
+        verb = "beat" if control["beats"] else "did **not** beat"
+        what = "the control" if role else "rebalancing"
+        words.append(
+            f"{verb} {what} ({control['reference']}: Δ {control['estimate']:+.3f}, "
+            f"p_holm {control['p_holm']:.2g})"
         )
-    significant = (t_p is not None and t_p < 0.05) or (auc_tests and wins * 2 > len(auc_tests))
-    if mean <= 0:
-        outcome = "did **not** beat base"
-    elif not significant:
-        outcome = "was **not shown** to beat base (the gain is not distinguishable from noise)"
-    else:
-        outcome = "beat base"
-    return f"- **{name}** at {size}: {outcome} ({'; '.join(evidence)})."
+    share = _share_entry(comparisons, size, metric, name)
+    if share is not None:
+        if share["ceiling_above_control"]:
+            words.append(f"share of the ceiling gain {_share(comparisons, size, metric, name)}")
+        else:
+            words.append(
+                "real extra images did not beat rebalancing here either, so no generator "
+                "could be expected to"
+            )
+    return f"- **{name}** at {size}: " + "; ".join(words) + "."
+
+
+def _ceilings(comparisons: dict) -> set[str]:
+    return {s["ceiling"] for s in comparisons["ceiling_shares"]}
+
+
+def _environment(results: dict) -> list[str]:
+    env = results.get("environment")
+    if not env:
+        return []
+    total = sum(v for v in results.get("wall_seconds", {}).values() if v)
+    return [
+        "## Environment",
+        "",
+        f"jax {env['jax']}, flax {env['flax']}, optax {env['optax']}, numpy {env['numpy']}, "
+        f"Python {env['python']}; backend {env['backend']}, {len(env['devices'])} device(s), "
+        f"{env['processes']} process(es). Classifier training took {total / 60:.1f} min in "
+        "all (per cell: wall_seconds in results.json; GAN runs log their own time).",
+        "",
+    ]
 
 
 def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:

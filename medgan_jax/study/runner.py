@@ -26,7 +26,7 @@ from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split, subsets
 from medgan_jax.gan import families, sample
 from medgan_jax.gan import train as gan_train
-from medgan_jax.study import aggregate, grid, report
+from medgan_jax.study import aggregate, comparisons, grid, report
 
 
 class StudyLog:
@@ -58,6 +58,9 @@ def run_study(config: ml_collections.ConfigDict, root: str, say: StudyLog) -> di
                 key = grid.cell_key(size, seed, name)
                 try:
                     cells[key] = run_cell(config, name, seed, manifest, cell, say)
+                except mixing.NoCeilingError as error:
+                    cells[key] = {"no_ceiling": str(error)}
+                    say(f"{key}: no ceiling available ({error})")
                 except Exception as error:  # a failed cell must not stop the grid
                     logging.error("Cell %s failed: %s", key, traceback.format_exc())
                     cells[key] = {"error": f"{type(error).__name__}: {error}"}
@@ -99,6 +102,12 @@ def run_cell(
     clf.data = copy.deepcopy(config.data)
     clf.data.subset.manifest = manifest
     clf.augment = spec.augment
+    if spec.class_weighting:
+        clf.class_weighting = spec.class_weighting
+    if spec.added:
+        clf.synthetic.update(
+            source=spec.added, amount=config.synthetic_amount, class_name=config.minority_class
+        )
     if spec.gan:
         folder = generated_folder(config, spec.gan, seed, manifest, cell, say)
         clf.synthetic.update(
@@ -169,8 +178,10 @@ def main(config: ml_collections.ConfigDict, root: str) -> dict:
         "synthetic_amount": config.synthetic_amount,
         "table": aggregate.summarise(config, root, cells),
         "delong": aggregate.delong_tests(config, root, cells),
+        "comparisons": comparisons.all_comparisons(config, root),
         "gan_quality": quality,
         "failed_cells": {k: v["error"] for k, v in cells.items() if "error" in v},
+        "no_ceiling": {k: v["no_ceiling"] for k, v in cells.items() if "no_ceiling" in v},
     }
     if jax.process_index() == 0:
         with open(os.path.join(root, "results.json"), "w") as f:
