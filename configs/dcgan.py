@@ -59,6 +59,9 @@ def gan_config() -> ml_collections.ConfigDict:
             ada_interval=4,
             ada_adjust_kimg=500.0,
             ada_initial_p=0.0,
+            # Transfer: start from another GAN run's networks (same family and shapes), with
+            # D's first freeze_d_layers layers fixed (FreezeD); see medgan_jax/gan/transfer.py.
+            init=dict(from_run="", freeze_d_layers=0),
             # Enlarge the GAN's training set with one filtered copy of every image per
             # switch that is on (the CheXpert PGGAN seed); see medgan_jax/gan/filtered.py.
             filter_copies=dict(

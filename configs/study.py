@@ -14,8 +14,9 @@ new cells.
 Presets:
   demo                    the README's: embedded lesions at 64x64, 400 benign and 10/50/200
                           malignant training images (the rare class), base, the controls
-                          oversample and weighted, classic, dcgan and the ceiling real_topup,
-                          added images balance the classes, 3 seeds; CPU.
+                          oversample and weighted, classic, dcgan from scratch and
+                          dcgan_transfer (pretrained on the cell's benign images), the
+                          ceiling real_topup; added images balance the classes; 3 seeds; CPU.
   quick                   a 4-minute taste at 32x32 (1 seed).
   synthetic_lesions       the skin seed's table shape on the embedded lesions (GPU).
   synthetic_lesions_full  every method, minority learning curve to all, 5 seeds (GPU).
@@ -26,6 +27,8 @@ Presets:
   skin_cancer, covid_xray, chexpert   the seeds' protocols on the real data (local copies).
   smoke                   2 sizes x 2 methods x 2 seeds with tiny models (tests).
 """
+
+import copy
 
 import ml_collections
 
@@ -147,7 +150,19 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         config.gan_eval.update(batch_size=16, kid_subsets=5)
         # Tiny cells: allow every GAN metric on their few images (real presets keep 50).
         config.gan_eval.min_samples.update(is_per_split=1, fid=2, kid=2, prdc=4)
+    config.gans.dcgan_transfer = transfer_config(config.gans.dcgan)
     return config  # each GAN trains on config.data, pinned to its cell's subset
+
+
+def transfer_config(gan: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The same GAN and total steps, transferred: the first half pretrains on the cell's
+    majority-class images, the second fine-tunes on its minority images (method
+    'dcgan_transfer'); freeze_d_layers > 0 fine-tunes with D's lower layers fixed."""
+    transferred = copy.deepcopy(gan)
+    transferred.pretrain = ml_collections.ConfigDict(
+        dict(num_steps=max(1, gan.num_steps // 2), freeze_d_layers=0)
+    )
+    return transferred
 
 
 def demo_config(config: ml_collections.ConfigDict) -> None:
@@ -162,7 +177,15 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     config.data.subset.class_counts = "benign=400"
     config.sizes = ("10", "50", "200")
     config.seeds = (0, 1, 2)
-    config.methods = ("base", "oversample", "weighted", "classic", "dcgan", "real_topup")
+    config.methods = (
+        "base",
+        "oversample",
+        "weighted",
+        "classic",
+        "dcgan",
+        "dcgan_transfer",
+        "real_topup",
+    )
     config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
     config.synthetic_amount = "balance"
     # Budget: 36 classifiers of ~2,500 images shown and 9 GANs of 12,800 fit 15 minutes on

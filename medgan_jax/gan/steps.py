@@ -18,7 +18,7 @@ import optax
 
 from medgan_jax import training
 from medgan_jax.augment import ada, diffaugment
-from medgan_jax.gan import losses
+from medgan_jax.gan import losses, transfer
 from medgan_jax.gan.state import GANState, optimizers
 
 
@@ -43,6 +43,7 @@ def make_train_step(
     `per_module` as in `state.optimizers`."""
     g_tx, d_tx = optimizers(cfg, per_module)
     augment = discriminator_augment(cfg)
+    _, freeze_d_layers = transfer.init_config(cfg)
     acgan = getattr(discriminator, "conditioning", "") == "acgan"
     num_classes = getattr(generator, "num_classes", 0)
     if cfg.wrong_label_weight and num_classes < 2:
@@ -134,6 +135,12 @@ def make_train_step(
             state.d_stats,
         )
         d_opt, ada_state = state.d_opt, state.ada
+        frozen_d = []
+        if freeze_d_layers:  # D's lower layers, found by tracing its forward pass once
+            order = transfer.call_order(
+                discriminator, reals[:1, 0], labels[:1, 0], train=False, **kw
+            )
+            frozen_d = transfer.frozen_modules(order, freeze_d_layers)
         for i in range(n):
             # k_z and k_d as in earlier releases, so their runs reproduce exactly.
             k_z, k_d = jax.random.split(jax.random.fold_in(key, i))
@@ -163,6 +170,8 @@ def make_train_step(
             )
             updates, d_opt = d_tx.update(d_grads, d_opt, d_params)
             d_params = optax.apply_updates(d_params, updates)
+            if frozen_d:  # FreezeD: the lower layers keep their exact arrays
+                d_params = transfer.keep_frozen(d_params, state.d_params, frozen_d)
             ada_state = ada.accumulate(ada_state, real_logits)
         (g_loss, d_stats), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(
             fake, d_params, d_stats, y_fake, jax.random.fold_in(key, n), ada_state.p, kw

@@ -10,9 +10,9 @@ import ml_collections
 from absl import logging
 
 from medgan_jax import parallel, runs, training
-from medgan_jax.data import load_split, pipeline
+from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import select_classes
-from medgan_jax.gan import families, filtered
+from medgan_jax.gan import families, filtered, transfer
 from medgan_jax.gan.state import GANState, create_state
 from medgan_jax.writers import Progress
 
@@ -40,6 +40,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> GANState:
         load_split(config.data, "train", manifest_dir=workdir), config.gan.classes
     )
     logging.info("GAN training data: %s", records.summary())
+    if jax.process_index() == 0:  # the images it trains on (manifest_train.csv: the split's)
+        subsets.write_manifest(records, os.path.join(workdir, "manifest_gan_train.csv"))
     runs.write(
         workdir,
         "gan",
@@ -54,7 +56,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> GANState:
         workdir, mesh, save_every=config.checkpoint_every, keep=config.keep_checkpoints
     )
     state, start = run.restore(initial_state(config, generator, discriminator, mesh))
-    if family.pre_stage is not None and start == 0:
+    from_run, _ = transfer.init_config(config.gan)
+    if from_run and start == 0:  # a fresh run starts from another run's networks
+        state = transfer.initialise_from_run(state, from_run)
+        state = jax.device_put(state, parallel.replicated(mesh))
+    elif family.pre_stage is not None and start == 0:
         state = family.pre_stage(config, workdir, records, mesh, state)
     num_steps = families.num_training_steps(config)
     for phase in family.phases(config, generator, discriminator, mesh, records.num_classes):

@@ -37,6 +37,8 @@ METHODS = {
     "photometric": Method(augment="photometric"),
     "classic+photometric": Method(augment="classic+photometric"),
     "dcgan": Method(gan="dcgan"),
+    # Pretrained on the cell's majority class, fine-tuned on its minority (same total steps).
+    "dcgan_transfer": Method(gan="dcgan_transfer"),
     "pggan": Method(gan="pggan"),
     "pggan+filtering": Method(gan="pggan+filtering"),
     "dcgan+classic": Method(augment="classic", gan="dcgan"),

@@ -132,6 +132,8 @@ def generated_folder(
     conditional = families.is_conditional(gan_config)
     if not conditional:
         gan_config.gan.classes = (config.minority_class,)
+    if "pretrain" in gan_config:
+        gan_config = fine_tuning_config(config, gan, gan_config, cell, say)
     say(f"training GAN {workdir}")
     gan_train.train(gan_config, workdir)
     real = load_split(gan_config.data, "train")
@@ -140,6 +142,36 @@ def generated_folder(
         workdir, count, folder, config.minority_class if conditional else "", seed=seed
     )
     return folder
+
+
+def fine_tuning_config(
+    config: ml_collections.ConfigDict, gan: str, gan_config: ml_collections.ConfigDict, cell, say
+) -> ml_collections.ConfigDict:
+    """Transfer: pretrains (once per cell) on the cell's majority-class training images (all
+    of its classes for a conditional GAN) for `pretrain.num_steps`, then returns the config
+    that fine-tunes that run on the minority class for the rest of `num_steps`."""
+    pretrain = gan_config.pretrain
+    if not 0 < pretrain.num_steps < gan_config.num_steps:
+        raise ValueError(
+            f"config.gans.{gan}.pretrain.num_steps={pretrain.num_steps}; expected between 0 "
+            f"and its num_steps={gan_config.num_steps} (the total of both stages)."
+        )
+    first = copy.deepcopy(gan_config)
+    del first["pretrain"]
+    first.num_steps = pretrain.num_steps
+    if not families.is_conditional(first):
+        subset = load_split(first.data, "train")
+        first.gan.classes = tuple(c for c in subset.class_names if c != config.minority_class)
+    workdir = grid.gan_workdir(cell, f"{gan}.pretrain")
+    if not os.path.exists(os.path.join(workdir, "checkpoints")):
+        say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
+    gan_train.train(first, workdir)  # resumes, or returns at once when it is done
+    second = copy.deepcopy(gan_config)
+    del second["pretrain"]
+    second.num_steps = gan_config.num_steps - pretrain.num_steps
+    second.gan.init.from_run = workdir
+    second.gan.init.freeze_d_layers = pretrain.freeze_d_layers
+    return second
 
 
 def reference_classifier(config: ml_collections.ConfigDict, root: str, say) -> str:

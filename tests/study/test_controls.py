@@ -148,3 +148,23 @@ def test_the_ceiling_share_is_its_formula_on_a_hand_made_study(tmp_path):
     tested = [t for t in out["tests"] if t["p_value"] is not None]
     assert all(t["p_holm"] >= t["p_value"] for t in tested)
     assert len(tested) == 4 + 2  # four against base; dcgan and real_topup against the control
+
+
+def test_transfer_pretrains_on_the_cells_majority_images_only(tmp_path):
+    config = _controls_config()
+    config.update(methods=("base", "dcgan_transfer"), seeds=(0,))
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    cell = tmp_path / "size=6" / "seed=0"
+    subset = set(_manifest_ids(cell / "manifest_train.csv"))
+    train = load_split(everything_of(config), "train")
+    label_of = dict(zip(train.ids.tolist(), train.labels.tolist()))
+    pretrained = _manifest_ids(cell / "gan=dcgan_transfer.pretrain" / "manifest_gan_train.csv")
+    assert len(pretrained) == 24 and set(pretrained) <= subset
+    assert all(label_of[i] == 0 for i in pretrained)  # benign: the majority class
+    tuned = _manifest_ids(cell / "gan=dcgan_transfer" / "manifest_gan_train.csv")
+    assert len(tuned) == 6 and all(label_of[i] == 1 for i in tuned)
+    fine = json.loads((cell / "gan=dcgan_transfer" / "config.json").read_text())
+    assert fine["gan"]["init"]["from_run"] == str(cell / "gan=dcgan_transfer.pretrain")
+    first = json.loads((cell / "gan=dcgan_transfer.pretrain" / "config.json").read_text())
+    assert first["num_steps"] + fine["num_steps"] == config.gans.dcgan.num_steps

@@ -110,7 +110,15 @@ def test_minority_sizes_shrink_only_the_rare_class(tmp_path):
     config = get_config("demo")
     assert config.data.image_size == 64 and config.size_unit == "minority"
     # The demo compares the generator with the rebalancing controls and the real ceiling.
-    assert config.methods == ("base", "oversample", "weighted", "classic", "dcgan", "real_topup")
+    assert config.methods == (
+        "base",
+        "oversample",
+        "weighted",
+        "classic",
+        "dcgan",
+        "dcgan_transfer",
+        "real_topup",
+    )
     assert len(config.seeds) == 3 and config.sizes == ("10", "50", "200")
     path = runner.write_subset_manifest(config, "10", 1, str(tmp_path))
     counts = {}
