@@ -84,6 +84,18 @@ class Accumulator:
         return np.concatenate(getattr(self, name)) if getattr(self, name) else np.zeros(0)
 
 
+def _recognised(network: FeatureNetwork, logits: dict, class_name: str) -> dict:
+    """The fraction of generated (and real) images the feature classifier assigns to their
+    class (P >= 0.5): samples that copy another class's look score low."""
+    out = {}
+    for which, values in logits.items():
+        p = network.class_probability(values, class_name) if len(values) else None
+        out[which] = None if p is None else float(np.mean(p >= 0.5))
+    if out.get("generated") is None:
+        out["generated_na_reason"] = f"the feature network has no class '{class_name}'"
+    return out
+
+
 def evaluate_generated(
     name: str,
     spec: ml_collections.ConfigDict,
@@ -135,6 +147,7 @@ def evaluate_generated(
             ),
         ),
         **precision_recall_density_coverage(features["real"], features["generated"], config),
+        "recognised_as_class": _recognised(network, logits, spec.class_name),
         "ms_ssim_diversity": {
             "generated": _mean_std(fake.cat("ms_ssim")),
             "real": _mean_std(real.cat("ms_ssim")),

@@ -137,6 +137,8 @@ def _quality_stats(rows: list[dict]) -> dict:
         "ms_ssim_real": lambda r: r["ms_ssim_diversity"]["real"]["mean"],
         "memorised": lambda r: r["memorization"]["pixel"]["fraction_closer_than_threshold"],
         "copies": lambda r: r["memorization"]["pixel"]["num_copies"],
+        "recognised": lambda r: (r.get("recognised_as_class") or {}).get("generated"),
+        "recognised_real": lambda r: (r.get("recognised_as_class") or {}).get("real"),
     }
 
     def reason(r: dict, key: str) -> str | None:

@@ -228,12 +228,14 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
         "images' k-NN balls, and of real images inside the generated ones. MS-SSIM: mean over "
         "consecutive pairs, generated (real); higher means less diverse. Memorised: fraction "
         "of generated images closer to a training image than the median training "
-        "nearest-neighbour distance (~0.5 for fresh samples, 1.0 for copies). A metric below "
+        "nearest-neighbour distance (~0.5 for fresh samples, 1.0 for copies). Recognised: "
+        "fraction of images the reference classifier assigns to their class, generated "
+        "(real); a generator that copies another class's look scores low. A metric below "
         "its minimum sample size is n/a, with the reason.",
         "",
         "| GAN | size | IS (real) | FID | KID x1e3 | precision | recall | MS-SSIM (real) | "
-        "memorised | copies |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "memorised | copies | recognised (real) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(stats: dict | None, scale: float = 1.0) -> str:
@@ -262,9 +264,25 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
                 f"{cell(q.get('kid'), 1e3)} | {cell(q.get('precision'))} | "
                 f"{cell(q.get('recall'))} | {cell(q.get('ms_ssim'))} "
                 f"({cell(q.get('ms_ssim_real'))}) | {cell(q.get('memorised'))} | "
-                f"{cell(q.get('copies'))} |"
+                f"{cell(q.get('copies'))} | {cell(q.get('recognised'))} "
+                f"({cell(q.get('recognised_real'))}) |"
             )
+            warnings += _looks_like_another_class(gan, s, q)
     return lines + [""] + warnings + ([""] if warnings else [])
+
+
+def _looks_like_another_class(gan: str, size: str, q: dict) -> list[str]:
+    """A warning when the classifier recognises far fewer generated than real images."""
+    fake, real = (q.get(k) or {} for k in ("recognised", "recognised_real"))
+    if fake.get("mean") is None or real.get("mean") is None:
+        return []
+    if fake["mean"] >= real["mean"] - 0.25:
+        return []
+    return [
+        f"- **{gan}** at {size}: the reference classifier assigns only {fake['mean']:.0%} of "
+        f"its images to their class (real images: {real['mean']:.0%}): its samples look like "
+        "another class (for a transferred GAN, the class it was pretrained on)."
+    ]
 
 
 def metric_plot(path: str, results: dict, metric: str) -> None:

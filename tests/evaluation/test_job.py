@@ -11,7 +11,9 @@ from PIL import Image
 from configs import classifier as classifier_config
 from configs import dcgan as dcgan_config
 from configs.evaluate import generated_set, get_config
+from medgan_jax import parallel
 from medgan_jax.classify import train as classify_train
+from medgan_jax.evaluation.features import build_feature_network
 from medgan_jax.evaluation.gan_quality import minimum_sample_sizes, real_images
 from medgan_jax.evaluation.job import evaluate
 from medgan_jax.gan import train as gan_train
@@ -177,3 +179,18 @@ def test_minimum_sample_sizes_follow_the_config(runs, tmp_path):
     assert r["precision_na_reason"] == (
         "N = 16 < 17: too few generated images; k = 16 needs more than k points (config.prdc_k)"
     )
+
+
+def test_recognised_is_the_classifiers_vote_for_the_class(runs, tmp_path):
+    config = get_config("smoke")
+    config.features.classifier_workdir = str(runs / "clf")
+    config.generated.dcgan.gan_workdir = str(runs / "gan")
+    config.classifiers.baseline = ""
+    config.min_samples.update(SMOKE_MINIMUMS)
+    result = evaluate(config, str(tmp_path))["generated"]["dcgan"]["recognised_as_class"]
+    network = build_feature_network(config.features, config.batch_size, parallel.make_mesh())
+    real = real_images(str(runs / "gan"), "malignant", "train", 1000)
+    logits = np.concatenate([network(real[i : i + 16])["logits"] for i in range(0, len(real), 16)])
+    probability = 1 / (1 + np.exp(-logits[:, 0]))  # binary: P(malignant), class 1
+    assert result["real"] == pytest.approx(np.mean(probability >= 0.5))
+    assert 0.0 <= result["generated"] <= 1.0
