@@ -122,11 +122,12 @@ def _generated_section(generated: dict, network: str | None) -> list[str]:
         "k-nearest-neighbour ball in the FID/KID feature space. Memorised = fraction of "
         "generated images closer to a training image than the median training image is to "
         "its nearest neighbour (about 0.5 for fresh samples, 1.0 for copies). A metric below "
-        "its minimum sample size is n/a, with the reason.",
+        "its minimum sample size is n/a, with the reason. Recognised = fraction the feature "
+        "classifier assigns to the set's class, generated (real).",
         "",
         "| set | class | N gen / real | IS | FID | KID x1e3 | precision / recall | "
-        "density / coverage | MS-SSIM | memorised pixel / feature | exact copies |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "density / coverage | MS-SSIM | memorised pixel / feature | exact copies | recognised |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for name, r in generated.items():
@@ -140,7 +141,7 @@ def _generated_section(generated: dict, network: str | None) -> list[str]:
             f"{_fmt(div['generated']['mean'])} ({_fmt(div['real']['mean'])}) | "
             f"{mem['pixel']['fraction_closer_than_threshold']:.2f} / "
             f"{mem['feature']['fraction_closer_than_threshold']:.2f} | "
-            f"{mem['pixel']['num_copies']} |"
+            f"{mem['pixel']['num_copies']} | {_recognised_cell(r.get('recognised_as_class'))} |"
         )
         gen_div, real_div = div["generated"]["mean"], div["real"]["mean"]
         if gen_div is not None and real_div is not None and gen_div > real_div + 0.05:
@@ -160,6 +161,12 @@ def _generated_section(generated: dict, network: str | None) -> list[str]:
             f"closest generated/training pairs in `{lines_plots.get('closest_pairs')}`."
         )
     return lines + [""] + notes + [""]
+
+
+def _recognised_cell(recognised: dict | None) -> str:
+    if not recognised or recognised.get("generated") is None:
+        return "n/a" + (f" ({recognised['generated_na_reason']})" if recognised else "")
+    return f"{_fmt(recognised['generated'])} ({_fmt(recognised['real'])})"
 
 
 def _classification_section(classification: dict) -> list[str]:

@@ -156,8 +156,7 @@ def fine_tuning_config(
             f"config.gans.{gan}.pretrain.num_steps={pretrain.num_steps}; expected between 0 "
             f"and its num_steps={gan_config.num_steps} (the total of both stages)."
         )
-    first = copy.deepcopy(gan_config)
-    del first["pretrain"]
+    first = _without_pretrain(gan_config)
     first.num_steps = pretrain.num_steps
     if not families.is_conditional(first):
         subset = load_split(first.data, "train")
@@ -166,12 +165,19 @@ def fine_tuning_config(
     if not os.path.exists(os.path.join(workdir, "checkpoints")):
         say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
     gan_train.train(first, workdir)  # resumes, or returns at once when it is done
-    second = copy.deepcopy(gan_config)
-    del second["pretrain"]
+    second = _without_pretrain(gan_config)
     second.num_steps = gan_config.num_steps - pretrain.num_steps
     second.gan.init.from_run = workdir
     second.gan.init.freeze_d_layers = pretrain.freeze_d_layers
     return second
+
+
+def _without_pretrain(gan_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of a GAN config without its `pretrain` block (configs from flags are locked)."""
+    copied = copy.deepcopy(gan_config)
+    with copied.unlocked():
+        del copied["pretrain"]
+    return copied
 
 
 def reference_classifier(config: ml_collections.ConfigDict, root: str, say) -> str:

@@ -153,6 +153,7 @@ def test_the_ceiling_share_is_its_formula_on_a_hand_made_study(tmp_path):
 def test_transfer_pretrains_on_the_cells_majority_images_only(tmp_path):
     config = _controls_config()
     config.update(methods=("base", "dcgan_transfer"), seeds=(0,))
+    config.lock()  # as --config flags leave it
     results = runner.main(config, str(tmp_path))
     assert not results["failed_cells"]
     cell = tmp_path / "size=6" / "seed=0"
