@@ -137,8 +137,10 @@ def all_comparisons(config: ml_collections.ConfigDict, root: str) -> dict:
         t.setdefault("p_holm", None)
         t["beats"] = bool(t["p_holm"] is not None and t["p_holm"] < ALPHA and t["estimate"] > 0)
     for s in shares:  # the ceiling's own test against the control
-        ceiling_test = find(tests, s["size"], s["metric"], s["ceiling"], s["control"])
-        s["ceiling_above_control"] = bool(ceiling_test and ceiling_test["beats"])
+        ceiling_test = find(tests, s["size"], s["metric"], s["ceiling"], s["control"]) or {}
+        s["ceiling_above_control"] = s["ceiling_gain"] > 0
+        s["ceiling_beats_control"] = bool(ceiling_test.get("beats"))
+        s["ceiling_gain_ci"] = [ceiling_test.get("ci_low"), ceiling_test.get("ci_high")]
     return {
         "alpha": ALPHA,
         "n_resamples": config.bootstrap.n_resamples,

@@ -127,11 +127,14 @@ def _share(comparisons, size, metric, name) -> str:
     entry = _share_entry(comparisons, size, metric, name)
     if entry is None:
         return "n/a"
+    gain = entry["ceiling_gain"]
     if not entry["ceiling_above_control"]:
-        return f"n/a (ceiling not above control: {entry['ceiling_gain']:+.3f})"
+        return f"n/a (the ceiling is not above the control: {gain:+.3f})"
     low, high = entry["ci_low"], entry["ci_high"]
     ci = "" if low is None else f" [{low:.2f}, {high:.2f}]"
-    return f"{entry['estimate']:.2f}{ci}"
+    if entry["ceiling_beats_control"]:
+        return f"{entry['estimate']:.2f}{ci}"
+    return f"{entry['estimate']:.2f}{ci} (ceiling gain {gain:+.3f}, not shown beyond noise)"
 
 
 def _diff_text(test: dict | None) -> str:
@@ -175,17 +178,12 @@ def _verdict(results: dict, comparisons: dict, name: str, size: str) -> str:
     vs_base = find(comparisons["tests"], size, metric, name, "base")
     if vs_base is None or vs_base["p_value"] is None:
         return f"- **{name}** at {size}: no test on {metric} (see the tables)."
-    verb = "beat" if vs_base["beats"] else "was **not shown** to beat"
-    words = [f"{verb} base (Δ {metric} {vs_base['estimate']:+.3f}, p_holm {vs_base['p_holm']:.2g})"]
+    words = [f"{_outcome(vs_base)} base ({_evidence(metric, vs_base)})"]
     control = _against_control(comparisons, size, metric, name)
     if control is not None:
-        role = "ceiling" if name in _ceilings(comparisons) else ""
-        verb = "beat" if control["beats"] else "did **not** beat"
-        what = "the control" if role else "rebalancing"
-        words.append(
-            f"{verb} {what} ({control['reference']}: Δ {control['estimate']:+.3f}, "
-            f"p_holm {control['p_holm']:.2g})"
-        )
+        what = "the control" if name in _ceilings(comparisons) else "rebalancing"
+        evidence = _evidence("", control)
+        words.append(f"{_outcome(control)} {what} ({control['reference']}: {evidence})")
     share = _share_entry(comparisons, size, metric, name)
     if share is not None:
         if share["ceiling_above_control"]:
@@ -196,6 +194,19 @@ def _verdict(results: dict, comparisons: dict, name: str, size: str) -> str:
                 "could be expected to"
             )
     return f"- **{name}** at {size}: " + "; ".join(words) + "."
+
+
+def _outcome(test: dict) -> str:
+    if test["beats"]:
+        return "**beat**"
+    return "did **not** beat" if test["estimate"] <= 0 else "was **not shown** to beat"
+
+
+def _evidence(metric: str, test: dict) -> str:
+    name = f"Δ {metric} " if metric else "Δ "
+    if test["p_value"] is None:
+        return f"{name}{test['estimate']:+.3f}, untested: {test.get('reason', '')}"
+    return f"{name}{test['estimate']:+.3f}, p {test['p_value']:.2g}, p_holm {test['p_holm']:.2g}"
 
 
 def _ceilings(comparisons: dict) -> set[str]:

@@ -149,7 +149,7 @@ def fine_tuning_config(
 ) -> ml_collections.ConfigDict:
     """Transfer: pretrains (once per cell) on the cell's majority-class training images (all
     of its classes for a conditional GAN) for `pretrain.num_steps`, then returns the config
-    that fine-tunes that run on the minority class for the rest of `num_steps`."""
+    that fine-tunes that run on the minority class's images for the rest of `num_steps`."""
     pretrain = gan_config.pretrain
     if not 0 < pretrain.num_steps < gan_config.num_steps:
         raise ValueError(
@@ -158,6 +158,7 @@ def fine_tuning_config(
         )
     first = _without_pretrain(gan_config)
     first.num_steps = pretrain.num_steps
+    first.gan.classes = ()  # a conditional GAN pretrains on every class of the cell
     if not families.is_conditional(first):
         subset = load_split(first.data, "train")
         first.gan.classes = tuple(c for c in subset.class_names if c != config.minority_class)
@@ -167,6 +168,7 @@ def fine_tuning_config(
     gan_train.train(first, workdir)  # resumes, or returns at once when it is done
     second = _without_pretrain(gan_config)
     second.num_steps = gan_config.num_steps - pretrain.num_steps
+    second.gan.classes = (config.minority_class,)  # conditional GANs too: fine-tune on it
     second.gan.init.from_run = workdir
     second.gan.init.freeze_d_layers = pretrain.freeze_d_layers
     return second

@@ -169,3 +169,18 @@ def test_transfer_pretrains_on_the_cells_majority_images_only(tmp_path):
     assert fine["gan"]["init"]["from_run"] == str(cell / "gan=dcgan_transfer.pretrain")
     first = json.loads((cell / "gan=dcgan_transfer.pretrain" / "config.json").read_text())
     assert first["num_steps"] + fine["num_steps"] == config.gans.dcgan.num_steps
+
+
+def test_a_conditional_gan_pretrains_on_every_class_and_fine_tunes_on_the_minority(tmp_path):
+    config = _controls_config()
+    config.update(methods=("base", "dcgan_transfer"), seeds=(0,))
+    config.gans.dcgan_transfer.gan.conditional = "projection"
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    cell = tmp_path / "size=6" / "seed=0"
+    pretrained = _manifest_ids(cell / "gan=dcgan_transfer.pretrain" / "manifest_gan_train.csv")
+    tuned = _manifest_ids(cell / "gan=dcgan_transfer" / "manifest_gan_train.csv")
+    assert set(pretrained) == set(_manifest_ids(cell / "manifest_train.csv"))  # 24 + 6
+    assert len(tuned) == 6 and set(tuned) < set(pretrained)
+    manifest = json.loads((cell / "gan=dcgan_transfer" / "generated" / "manifest.json").read_text())
+    assert manifest["class_name"] == "malignant"
