@@ -88,7 +88,8 @@ def _summary(results: dict, comparisons: dict) -> list[str]:
         "Control = the better of `oversample` (the minority images repeated) and `weighted` "
         "(class-weighted loss) at that size and metric. Share of the ceiling gain = (method − "
         "control) / (real_topup − control): 0 = no better than rebalancing, 1 = as good as "
-        f"the same number of real images ({metrics[0]}).",
+        f"the same number of real images ({metrics[0]}); n/a where the ceiling's own gain "
+        "over the control has a 95% CI reaching 0 (no generator can be expected to help).",
         "",
         f"| size | method | control | {head} | share of ceiling gain [95% CI] |",
         "|---" * (4 + len(metrics)) + "|",
@@ -127,14 +128,15 @@ def _share(comparisons, size, metric, name) -> str:
     entry = _share_entry(comparisons, size, metric, name)
     if entry is None:
         return "n/a"
-    gain = entry["ceiling_gain"]
+    gain, (gain_low, gain_high) = entry["ceiling_gain"], entry["ceiling_gain_ci"]
     if not entry["ceiling_above_control"]:
         return f"n/a (the ceiling is not above the control: {gain:+.3f})"
+    if gain_low is None or gain_low <= 0:  # a ratio over a gain that may be 0 means nothing
+        interval = "" if gain_low is None else f" [{gain_low:+.3f}, {gain_high:+.3f}]"
+        return f"n/a (the ceiling's gain over the control, {gain:+.3f}{interval}, may be 0)"
     low, high = entry["ci_low"], entry["ci_high"]
     ci = "" if low is None else f" [{low:.2f}, {high:.2f}]"
-    if entry["ceiling_beats_control"]:
-        return f"{entry['estimate']:.2f}{ci}"
-    return f"{entry['estimate']:.2f}{ci} (ceiling gain {gain:+.3f}, not shown beyond noise)"
+    return f"{entry['estimate']:.2f}{ci}"
 
 
 def _diff_text(test: dict | None) -> str:
@@ -186,12 +188,13 @@ def _verdict(results: dict, comparisons: dict, name: str, size: str) -> str:
         words.append(f"{_outcome(control)} {what} ({control['reference']}: {evidence})")
     share = _share_entry(comparisons, size, metric, name)
     if share is not None:
-        if share["ceiling_above_control"]:
+        low = share["ceiling_gain_ci"][0]
+        if share["ceiling_above_control"] and low is not None and low > 0:
             words.append(f"share of the ceiling gain {_share(comparisons, size, metric, name)}")
         else:
             words.append(
-                "real extra images did not beat rebalancing here either, so no generator "
-                "could be expected to"
+                "the same number of real extra images was not shown to beat rebalancing here "
+                f"either ({share['ceiling_gain']:+.3f}), so no generator could be expected to"
             )
     return f"- **{name}** at {size}: " + "; ".join(words) + "."
 
