@@ -20,7 +20,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
-_MULTI_PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES")
 
 
 def run(
@@ -86,7 +85,7 @@ def initialize_distributed(coordinator_address: str | None = None) -> None:
     On TPU pods and SLURM/Kubernetes clusters `jax.distributed.initialize()` finds
     its peers from the environment; a single process needs no set-up at all.
     """
-    if coordinator_address or any(key in os.environ for key in _MULTI_PROCESS_ENV):
+    if coordinator_address or _several_processes():
         jax.distributed.initialize(coordinator_address=coordinator_address)
         logging.info(
             "Process %d of %d, %d local / %d global devices.",
@@ -95,6 +94,16 @@ def initialize_distributed(coordinator_address: str | None = None) -> None:
             jax.local_device_count(),
             jax.device_count(),
         )
+
+
+def _several_processes() -> bool:
+    """Whether the environment describes more than one process (a 1-task SLURM job or a
+    single TPU host needs no distributed start-up)."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return True
+    return len(os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",")) > 1
 
 
 @functools.cache

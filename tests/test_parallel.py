@@ -44,3 +44,16 @@ def test_single_process_needs_no_distributed_start(monkeypatch):
     assert not called
     app.initialize_distributed("10.0.0.1:1234")
     assert called == [{"coordinator_address": "10.0.0.1:1234"}]
+
+
+def test_a_one_task_slurm_job_is_one_process(monkeypatch):
+    for key in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(key, raising=False)
+    called = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: called.append(kw))
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    app.initialize_distributed()
+    assert not called
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    app.initialize_distributed()
+    assert called == [{"coordinator_address": None}]

@@ -157,8 +157,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "test_summary": test["summary"],
     }
     if is_main:
-        with open(os.path.join(workdir, "metrics.json"), "w") as f:
-            json.dump(results, f, indent=1)
         # The threshold travels with the predictions, so that thresholded metrics on
         # resampled test sets use the one chosen on validation.
         saved = {"task": task, "class_names": np.asarray(train.class_names)}
@@ -167,6 +165,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         for split, result in (("val", val), ("test", test)):
             path = os.path.join(workdir, f"{split}_predictions.npz")
             np.savez(path, **saved, **result["arrays"])
+        # Written last: metrics.json marks the run done (the study skips such cells).
+        with open(os.path.join(workdir, "metrics.json"), "w") as f:
+            json.dump(results, f, indent=1)
         print(
             f"test  {threshold_text(threshold)}  "
             + "  ".join(f"{k} {v:.4f}" for k, v in test["summary"].items() if v is not None),

@@ -289,6 +289,7 @@ def _lesion_images(num, size, seed, overlap, malignant_fraction, hair_probabilit
 
 # Fresh renders for seed k start at k + 1 of these past the splits: disjoint ranges.
 _FRESH_RANGE = 1_000_000
+_FRESH_MAX_CHUNKS = 20
 
 
 def synthetic_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
@@ -333,7 +334,9 @@ def fresh_synthetic_records(
     label = synthetic.LESION_CLASSES.index(class_name)
     first = scfg.num_train + scfg.num_val + scfg.num_test + _FRESH_RANGE * (seed + 1)
     images, indices, chunk = [], [], max(64, 3 * count)
-    while sum(len(i) for i in indices) < count:
+    for _ in range(_FRESH_MAX_CHUNKS):
+        if sum(len(i) for i in indices) >= count:
+            break
         batch, labels = synthetic.lesion_images(
             chunk,
             size=scfg.size,
@@ -347,6 +350,12 @@ def fresh_synthetic_records(
         images.append(batch[keep])
         indices.append(first + keep)
         first += chunk
+    if sum(len(i) for i in indices) < count:
+        raise DataError(
+            f"Rendering {count} fresh '{class_name}' lesions found only "
+            f"{sum(len(i) for i in indices)} in {_FRESH_MAX_CHUNKS * chunk} renders "
+            f"(config.data.synthetic.malignant_fraction={scfg.malignant_fraction})."
+        )
     rows = np.concatenate(indices)[:count]
     return Records(
         ids=np.asarray([f"synthetic-lesions/seed{scfg.seed}/{i:06d}" for i in rows]),

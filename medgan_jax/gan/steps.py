@@ -137,9 +137,9 @@ def make_train_step(
         d_opt, ada_state = state.d_opt, state.ada
         frozen_d = []
         if freeze_d_layers:  # D's lower layers, found by tracing its forward pass once
-            order = transfer.call_order(
-                discriminator, reals[:1, 0], labels[:1, 0], train=False, **kw
-            )
+            variables = {"params": state.d_params, "batch_stats": state.d_stats}
+            example = (reals[:1, 0], labels[:1, 0])
+            order = transfer.call_order(discriminator, variables, *example, train=False, **kw)
             frozen_d = transfer.frozen_modules(order, freeze_d_layers)
         for i in range(n):
             # k_z and k_d as in earlier releases, so their runs reproduce exactly.

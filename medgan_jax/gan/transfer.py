@@ -63,9 +63,10 @@ def initialise_from_run(state: GANState, from_run: str) -> GANState:
     return state.replace(**copied)
 
 
-def call_order(module: nn.Module, *args, **kwargs) -> list[str]:
-    """The names of `module`'s top-level submodules in the order its forward pass calls
-    them (parameter dicts come back sorted by name, which loses it)."""
+def call_order(module: nn.Module, variables: dict, *args, **kwargs) -> list[str]:
+    """The names of `module`'s top-level submodules in the order its forward pass with
+    `variables` calls them (parameter dicts come back sorted by name, which loses it; a
+    progressive D's stage calls only its own input layer)."""
     order: list[str] = []
 
     def record(next_fun, call_args, call_kwargs, context):
@@ -76,13 +77,14 @@ def call_order(module: nn.Module, *args, **kwargs) -> list[str]:
         return next_fun(*call_args, **call_kwargs)
 
     with nn.intercept_methods(record):
-        jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
+        jax.eval_shape(lambda: module.apply(variables, *args, **kwargs))
     return order
 
 
 def frozen_modules(d_modules, num_layers: int) -> list[str]:
     """D's top-level modules that FreezeD keeps fixed: its first `num_layers` layers in
-    call order (`call_order`: input side first), with the normalisations between them."""
+    call order (`call_order`: input side first), with the normalisations between them.
+    A family whose D is one top-level module (BAGAN's `trunk`) freezes it whole."""
     if num_layers <= 0:
         return []
     frozen, layers = [], 0
@@ -92,11 +94,9 @@ def frozen_modules(d_modules, num_layers: int) -> list[str]:
                 return frozen
             layers += 1
         frozen.append(name)
-    if layers == num_layers:
-        return frozen
     raise ValueError(
         f"config.gan.init.freeze_d_layers={num_layers}, but the discriminator has {layers} "
-        f"layers ({list(d_modules)}); freeze fewer."
+        f"layers ({list(d_modules)}); its last layer must train, so freeze fewer."
     )
 
 

@@ -25,6 +25,11 @@ def cell_metric(result: dict, metric: str) -> float | None:
     if metric.startswith("auc:"):
         name = metric[4:]
         per = result["test"].get("per_label") or result["test"].get("per_class") or {}
+        if not per:
+            raise ValueError(
+                f"config.metrics names '{metric}': per-class AUCs exist for multiclass and "
+                "multi-label tasks; a binary task has one AUC, 'roc_auc'."
+            )
         if name not in per:
             raise ValueError(f"config.metrics names '{metric}'; the classes are {list(per)}.")
         return per[name]["roc_auc"]

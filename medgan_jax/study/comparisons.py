@@ -26,7 +26,9 @@ ALPHA = 0.05
 
 def testable(metric: str, task: str) -> str:
     """'' if the two-level bootstrap covers `metric` for `task`, else why not."""
-    if metric.startswith("auc:") or (task == "binary" and metric in study_stats.ROW_METRICS):
+    if metric.startswith("auc:") and task != "binary":
+        return ""
+    if task == "binary" and metric in study_stats.ROW_METRICS:
         return ""
     return (
         f"the two-level bootstrap covers binary tasks' {study_stats.ROW_METRICS} and "
@@ -78,6 +80,7 @@ def _diff(replicates, estimates, method, reference, num_seeds) -> dict:
 def size_comparisons(config, root: str, size, metric: str) -> tuple[list[dict], list[dict], str]:
     """(tests, ceiling shares, reason if none) for one size and metric."""
     runs = {m: _predictions(root, size, config.seeds, m) for m in config.methods}
+    missing = [m for m, r in runs.items() if r is None]
     runs = {m: r for m, r in runs.items() if r is not None}
     if "base" not in runs or len(runs) < 2:
         return [], [], "needs base and another method with predictions for every seed"
@@ -93,6 +96,7 @@ def size_comparisons(config, root: str, size, metric: str) -> tuple[list[dict], 
     )
     controls = [c for c in grid.with_role(config.methods, "control") if c in runs]
     ceiling = next((c for c in grid.with_role(config.methods, "ceiling") if c in runs), None)
+    controls = [c for c in controls if np.isfinite(estimates[c])]
     control = max(controls, key=lambda c: estimates[c]) if controls else None
     where = {"size": str(size), "metric": metric, "seeds": num_seeds}
     tests, shares = [], []
@@ -116,7 +120,8 @@ def size_comparisons(config, root: str, size, metric: str) -> tuple[list[dict], 
                 {**where, "method": name, "control": control, "ceiling": ceiling,
                  "ceiling_gain": gain, **share}
             )  # fmt: skip
-    return tests, shares, ""
+    reason = f"no test predictions for every seed of {missing}" if missing else ""
+    return tests, shares, reason
 
 
 def all_comparisons(config: ml_collections.ConfigDict, root: str) -> dict:

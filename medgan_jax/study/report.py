@@ -54,6 +54,10 @@ def study_markdown(results: dict) -> str:
     if verdicts:
         lines += ["## Verdicts", "", *verdicts, ""]
     lines += _environment(results)
+    if comparisons.get("skipped"):
+        lines += ["## Not tested", ""]
+        lines += [f"- {k['metric']} at {k['size']}: {k['reason']}" for k in comparisons["skipped"]]
+        lines += [""]
     for key, title in (("failed_cells", "Failed cells"), ("no_ceiling", "No ceiling available")):
         if results.get(key):
             lines += [f"## {title}", ""]
@@ -81,7 +85,7 @@ def _summary(results: dict, comparisons: dict) -> list[str]:
     metrics = metrics or results["metrics"][:1]
     if not comparisons["tests"]:
         return []
-    head = " | ".join(f"Δ {m} vs control [95% CI] (p_holm)" for m in metrics)
+    head = " | ".join(f"Δ {m} vs control [95% CI] (p, p_holm)" for m in metrics)
     lines = [
         "## Summary: against rebalancing and the real-data ceiling",
         "",
@@ -91,20 +95,19 @@ def _summary(results: dict, comparisons: dict) -> list[str]:
         f"the same number of real images ({metrics[0]}); n/a where the ceiling's own gain "
         "over the control has a 95% CI reaching 0 (no generator can be expected to help).",
         "",
-        f"| size | method | control | {head} | share of ceiling gain [95% CI] |",
-        "|---" * (4 + len(metrics)) + "|",
+        f"| size | method | {head} | share of ceiling gain [95% CI] |",
+        "|---" * (3 + len(metrics)) + "|",
     ]
     for size in results["sizes"]:
         for name in results["methods"]:
-            cells, control = [], None
-            for metric in metrics:
-                test = _against_control(comparisons, size, metric, name)
-                control = control or (test or {}).get("reference")
-                cells.append(_diff_text(test))
-            if control is None:
+            tests = [_against_control(comparisons, size, m, name) for m in metrics]
+            if not any(tests):
                 continue
+            cells = [
+                f"{_diff_text(t)} vs {t['reference']}" if t else "n/a" for t in tests
+            ]  # the better control can differ between metrics
             share = _share(comparisons, size, metrics[0], name)
-            lines.append(f"| {size} | {name} | {control} | " + " | ".join(cells) + f" | {share} |")
+            lines.append(f"| {size} | {name} | " + " | ".join(cells) + f" | {share} |")
     return lines + [""]
 
 
@@ -193,8 +196,8 @@ def _verdict(results: dict, comparisons: dict, name: str, size: str) -> str:
             words.append(f"share of the ceiling gain {_share(comparisons, size, metric, name)}")
         else:
             words.append(
-                "the same number of real extra images was not shown to beat rebalancing here "
-                f"either ({share['ceiling_gain']:+.3f}), so no generator could be expected to"
+                "the same number of real extra images was not shown to beat rebalancing "
+                f"({share['ceiling_gain']:+.3f}), so no generator could be expected to here"
             )
     return f"- **{name}** at {size}: " + "; ".join(words) + "."
 

@@ -63,7 +63,9 @@ def test_freeze_d_keeps_the_frozen_layers_bit_for_bit(source_run, tmp_path):
     train.train(transferred(source_run, freeze_d_layers=2), str(tmp_path))
     before, after = latest(source_run)["d_params"], latest(tmp_path)["d_params"]
     generator, discriminator = families.build_models(smoke(), 2)
-    order = transfer.call_order(discriminator, np.zeros((1, 32, 32, 3)), np.zeros(1, np.int32))
+    variables = {"params": before, "batch_stats": latest(source_run)["d_stats"]}
+    example = (np.zeros((1, 32, 32, 3), np.float32), np.zeros(1, np.int32))
+    order = transfer.call_order(discriminator, variables, *example, train=False)
     frozen = transfer.frozen_modules(order, 2)
     assert frozen == ["DownConv_0", "DownConv_1", "BatchNorm_0"]
     for name in before:
