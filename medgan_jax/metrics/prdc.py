@@ -25,6 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}.")
+
+
 def prdc(
     real_features: np.ndarray,
     fake_features: np.ndarray,
@@ -39,20 +46,14 @@ def prdc(
             f"real_features and fake_features must have the same feature size, got "
             f"{real.shape[1]} and {fake.shape[1]}."
         )
-    if isinstance(nearest_k, bool) or not isinstance(nearest_k, (int, np.integer)):
-        raise ValueError(f"nearest_k must be a positive integer, got {nearest_k!r}.")
-    if nearest_k < 1:
-        raise ValueError(f"nearest_k must be at least 1, got {nearest_k}.")
+    _check_positive_int("nearest_k", nearest_k)
     for name, features in (("real_features", real), ("fake_features", fake)):
         if nearest_k >= len(features):
             raise ValueError(
                 f"nearest_k={nearest_k} needs more than {nearest_k} rows in {name} (each "
                 f"point's ball reaches its k-th nearest other point), got {len(features)}."
             )
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    _check_positive_int("chunk_size", chunk_size)
     out = jax.device_get(prdc_per_sample(real, fake, int(nearest_k), int(chunk_size)))
     counts = np.asarray(out["fake_real_ball_count"], np.int64)
     return {

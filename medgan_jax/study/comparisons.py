@@ -40,7 +40,7 @@ def _predictions(root: str, size, seeds, name: str) -> list[dict] | None:
     """Each seed's saved test predictions of a method, or None if any is missing."""
     runs = []
     for seed in seeds:
-        path = os.path.join(grid.method_workdir(grid.cell_root(root, size, seed), name))
+        path = grid.method_workdir(grid.cell_root(root, size, seed), name)
         if not os.path.exists(os.path.join(path, "test_predictions.npz")):
             return None
         runs.append(load_predictions(path))
@@ -77,9 +77,9 @@ def _diff(replicates, estimates, method, reference, num_seeds) -> dict:
     )
 
 
-def size_comparisons(config, root: str, size, metric: str) -> tuple[list[dict], list[dict], str]:
-    """(tests, ceiling shares, reason if none) for one size and metric."""
-    runs = {m: _predictions(root, size, config.seeds, m) for m in config.methods}
+def size_comparisons(config, runs: dict, size, metric: str) -> tuple[list[dict], list[dict], str]:
+    """(tests, ceiling shares, reason if none) for one size and metric, from each
+    method's per-seed predictions at that size (None where any seed's are missing)."""
     missing = [m for m, r in runs.items() if r is None]
     runs = {m: r for m, r in runs.items() if r is not None}
     if "base" not in runs or len(runs) < 2:
@@ -128,8 +128,9 @@ def all_comparisons(config: ml_collections.ConfigDict, root: str) -> dict:
     """Every comparison of the grid, p-values Holm-adjusted across all of them."""
     tests, shares, skipped = [], [], []
     for size in config.sizes:
-        for metric in config.metrics:
-            t, s, reason = size_comparisons(config, root, size, metric)
+        runs = {m: _predictions(root, size, config.seeds, m) for m in config.methods}
+        for metric in config.metrics:  # the predictions are read once per size
+            t, s, reason = size_comparisons(config, runs, size, metric)
             tests += t
             shares += s
             if reason:

@@ -112,19 +112,20 @@ def _summary(results: dict, comparisons: dict) -> list[str]:
 
 
 def _against_control(comparisons, size, metric, name) -> dict | None:
-    for t in comparisons["tests"]:
-        if (t["size"], t["metric"], t["method"]) == (size, metric, name) and t[
-            "reference"
-        ] != "base":
-            return t
-    return None
+    """The test of `name` against the better control (None for a control itself)."""
+    tests = (t for t in comparisons["tests"] if t["reference"] != "base")
+    return _entry(tests, size, metric, name)
 
 
 def _share_entry(comparisons, size, metric, name) -> dict | None:
-    for s in comparisons["ceiling_shares"]:
-        if (s["size"], s["metric"], s["method"]) == (size, metric, name):
-            return s
-    return None
+    return _entry(comparisons["ceiling_shares"], size, metric, name)
+
+
+def _entry(rows, size, metric, name) -> dict | None:
+    """The first row about method `name` at a size and metric."""
+    return next(
+        (r for r in rows if (r["size"], r["metric"], r["method"]) == (size, metric, name)), None
+    )
 
 
 def _share(comparisons, size, metric, name) -> str:
