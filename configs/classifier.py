@@ -95,6 +95,13 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.num_devices = 0  # 0 = all
     config.log_every = 50
     config.keep_checkpoints = 2
+    # every_epoch: latest and best-on-validation saved each epoch (resumes mid-run) |
+    # at_end: the best weights kept in memory and saved once (the study's short runs
+    # restart instead).
+    config.checkpoints = "every_epoch"
+    # Validation/test splits up to this size are read once and held on device, and
+    # predicted in one compiled pass; larger ones stream through the input pipeline.
+    config.eval_resident_mb = 512
     if preset == "chexpert":
         config.early_stopping.metric = "roc_auc"
         config.class_weighting = "balanced"

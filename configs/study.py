@@ -85,6 +85,9 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.job = "study"  # evaluate.py runs the study
     config.classifier = classifier_config.get_config(data_preset)
+    # A cell is the study's unit of resumption (a killed one reruns): its classifier keeps
+    # its best weights in memory and saves them once, at the end.
+    config.classifier.checkpoints = "at_end"
     config.data = config.classifier.data
     config.minority_class = MINORITY[data_preset]
     config.sizes = ("10", "100", "200", "500", "all")  # see size_unit

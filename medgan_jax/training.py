@@ -8,16 +8,20 @@
 - `first_bad_step` / `check_finite`: one on-device record of the first non-finite loss
   and one `NonFiniteLossError` naming it.
 - `map_split`: a function over every image of a split, gathered, padding dropped.
+- `built_once`: one set of compiled programs per process for each key (a study's many
+  runs of the same shapes and settings trace, lower and compile them once).
 
 Nothing here imports TensorFlow, so steps that use these pieces run where it is absent.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import os
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -139,3 +143,46 @@ def map_split(fn: Callable[[dict], Any], batches: Iterable[dict], records: Recor
             f"{len(records) - int(keep.sum())} image(s) of {records.description} could not be read."
         )
     return jax.tree.map(lambda *parts: np.concatenate(parts)[keep][: len(records)], *outputs)
+
+
+T = TypeVar("T")
+
+
+class BuiltOnce:
+    """`built(key, build)`: build()'s result, made once per process for each key and reused
+    after, keeping the `capacity` most recently used.
+
+    jax.jit caches compiled programs on the function object, so a run that rebuilds its
+    step closure traces, lowers and compiles it again (the persistent cache saves only
+    the last part). Keying the built functions by everything they close over (see
+    `config_key`) lets every run of the same shapes and settings reuse them.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._built: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+
+    def __call__(self, key: Hashable, build: Callable[[], T]) -> T:
+        if key in self._built:
+            self._built.move_to_end(key)
+            return self._built[key]
+        self._built[key] = built = build()
+        while len(self._built) > self.capacity:
+            self._built.popitem(last=False)
+        return built
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def clear(self) -> None:
+        self._built.clear()
+
+
+built_once = BuiltOnce(capacity=32)  # compiled programs
+
+
+def config_key(*parts: Any) -> str:
+    """A hashable text of config values (ConfigDicts, dicts, numbers, strings) for
+    `built_once`."""
+    plain = [p.to_dict() if isinstance(p, ml_collections.ConfigDict) else p for p in parts]
+    return json.dumps(plain, sort_keys=True, default=repr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -88,8 +89,19 @@ def create_state(
     sharding: jax.sharding.Sharding | None = None,
 ) -> ClassifierState:
     """Initialises the model and optimizer from `seed` in one compiled program."""
+    state = jax.jit(make_init(model, tx, image_shape, higher_is_better))(seed)
+    return state if sharding is None else jax.device_put(state, sharding)
 
-    def init() -> ClassifierState:
+
+def make_init(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    image_shape: tuple[int, int, int],
+    higher_is_better: bool,
+) -> Callable[[int], ClassifierState]:
+    """seed -> the initial state (the seed traced, so one compiled program serves all)."""
+
+    def init(seed) -> ClassifierState:
         key = jax.random.PRNGKey(seed)
         variables = model.init(jax.random.fold_in(key, 2**31 - 1), jnp.zeros((2, *image_shape)))
         return ClassifierState(
@@ -103,8 +115,7 @@ def create_state(
             first_bad_step=jnp.full((), -1, jnp.int32),
         )
 
-    state = jax.jit(init)()
-    return state if sharding is None else jax.device_put(state, sharding)
+    return init
 
 
 def loss_fn(task: str, logits: jax.Array, batch: dict, class_weights: jax.Array) -> jax.Array:

@@ -4,15 +4,21 @@ evaluate that checkpoint, at that threshold, on the test set."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from medgan_jax import checkpoint, parallel, runs, training
 from medgan_jax.augment import registry as augment_registry
@@ -20,7 +26,7 @@ from medgan_jax.classify import mixing, predict
 from medgan_jax.classify.state import (
     ClassifierState,
     class_weights,
-    create_state,
+    make_init,
     make_optimizer,
     num_outputs,
     task_of,
@@ -31,8 +37,11 @@ from medgan_jax.data.records import DataError, Records
 from medgan_jax.metrics import classification
 from medgan_jax.models.classifiers import build_classifier
 from medgan_jax.models.keras_weights import load_keras_weights
+from medgan_jax.parallel import DATA_AXIS
 from medgan_jax.writers import Progress
 
+CHECKPOINT_POLICIES = ("every_epoch", "at_end")
+RESIDENT_SPLITS = training.BuiltOnce(capacity=4)  # evaluation splits held on device
 HIGHER_IS_BETTER = {
     "roc_auc": True,
     "average_precision": True,
@@ -54,61 +63,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{list(HIGHER_IS_BETTER)}."
         )
     check_threshold_config(config.threshold)
+    if config.checkpoints not in CHECKPOINT_POLICIES:
+        raise ValueError(
+            f"config.checkpoints={config.checkpoints!r}; expected one of {CHECKPOINT_POLICIES}."
+        )
     splits = load_splits(config, workdir)
     train = splits["train"]
     task = task_of(train.multi_label, train.num_classes, config.task)
     runs.write(workdir, "classifier", config, train.class_names, task=task)
-    model = build_classifier(
-        config.model.name, num_outputs(task, train.num_classes), **config.model.options
-    )
     steps_per_epoch = config.steps_per_epoch or max(
         -(-len(train) // config.batch_size), -(-config.min_train_steps // config.num_epochs)
     )
     total_steps = steps_per_epoch * config.num_epochs
-    tx = make_optimizer(config.optimizer, total_steps)
-    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    weights = class_weights(
+        config.class_weighting, train.labels, train.label_mask, train.num_classes
+    )
+    programs = classifier_programs(
+        config, task, train.num_classes, total_steps, steps_per_epoch, weights, mesh
+    )
     higher = HIGHER_IS_BETTER[config.early_stopping.metric]
-    replicated = parallel.replicated(mesh)
-    state = create_state(model, tx, image_shape, config.seed, higher, replicated)
+    every_epoch = config.checkpoints == "every_epoch"
     run = training.open_run(workdir, mesh, save_every=1, keep=config.keep_checkpoints)
-    best = checkpoint.manager(workdir, 1, 1, subdir="best")
-    state, start = run.restore(state)
+    best_checkpoint = checkpoint.manager(workdir, 1, 1, subdir="best")
+    state, start = run.restore(programs.init(config.seed))
     if start == 0:
-        state = jax.device_put(initialise_weights(config, model, state), replicated)
-    weights = jnp.asarray(
-        class_weights(config.class_weighting, train.labels, train.label_mask, train.num_classes)
-    )
-    step_fn = training.jit_step(
-        make_train_step(
-            model,
-            tx,
-            task,
-            weights,
-            augment_registry.make_augment(config.augment, config.augment_params.to_dict() or None),
-            config.freeze_trunk_epochs * steps_per_epoch,
-        ),
-        mesh,
-    )
-    predict_fn = jax.jit(make_predict(model, task))
+        state = jax.device_put(
+            initialise_weights(config, programs.model, state), parallel.replicated(mesh)
+        )
     parallel.check_batch_size(config.batch_size, mesh)
     batches = pipeline.global_batches(
         train, config.data, mesh, global_batch_size=config.batch_size, train=True, start_step=start
     )
     progress = Progress(total_steps, config.batch_size, start)
     patience = config.early_stopping.patience
+    best = None  # the best epoch's weights, kept on device
+    step = start  # counted on the host: reading state.step would wait for every step
     for epoch in range(start // steps_per_epoch, config.num_epochs):
         if patience and epoch - int(state.best_epoch) > patience:
             break  # resumed after the run had already stopped early
         for _ in range(steps_per_epoch):
-            state, metrics = step_fn(state, next(batches))
-            step = int(state.step)
+            state, metrics = programs.train_step(state, next(batches))
+            step += 1
             if step % config.log_every == 0:
                 scalars = _finite_scalars(state, metrics)
                 run.writer.write(step, {f"train/{k}": v for k, v in scalars.items()})
                 if is_main:
                     print(progress.line(step, scalars), flush=True)
         _finite_scalars(state, metrics)
-        val = evaluate_split(predict_fn, state, splits["val"], task, config, mesh)
+        val = evaluate_split(programs, state, splits["val"], task, config, mesh)
         value = val["summary"][config.early_stopping.metric]
         value = None if value is None else float(np.float32(value))  # as stored in the state
         improved = value is not None and (
@@ -118,10 +120,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
         if improved:
             state = state.replace(best_metric=jnp.float32(value), best_epoch=jnp.int32(epoch))
-            checkpoint.save(best, int(state.step), state, force=True)
-        run.save(int(state.step), state)
+            best = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
+            if every_epoch:
+                checkpoint.save(best_checkpoint, step, state, force=True)
+        if every_epoch:
+            run.save(step, state)
         scalars = {f"val/{k}": v for k, v in val["summary"].items() if v is not None}
-        run.writer.write(int(state.step), {"epoch": epoch + 1, **scalars})
+        run.writer.write(step, {"epoch": epoch + 1, **scalars})
         if is_main:
             marks = "  (best)" if improved else ""
             print(
@@ -136,16 +141,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             )
             break
     run.checkpoints.wait_until_finished()
-    best.wait_until_finished()
-    if best.latest_step() is not None:
-        state = checkpoint.restore(best, best.latest_step(), state)
-    val = evaluate_split(predict_fn, state, splits["val"], task, config, mesh)
+    best_checkpoint.wait_until_finished()
+    if best is not None:
+        state = state.replace(params=best[0], batch_stats=best[1])
+    elif best_checkpoint.latest_step() is not None:  # resumed after its best epoch
+        state = checkpoint.restore(best_checkpoint, best_checkpoint.latest_step(), state)
+    if not every_epoch:  # the best weights, for predict.py and evaluate.py
+        checkpoint.save(best_checkpoint, step, state, force=True)
+    val = evaluate_split(programs, state, splits["val"], task, config, mesh)
     threshold = choose_threshold(config.threshold, task, val["arrays"], train.class_names)
     val = summarise_split(splits["val"], val["arrays"]["scores"], task, threshold["value"])
-    test = evaluate_split(predict_fn, state, splits["test"], task, config, mesh, threshold["value"])
+    test = evaluate_split(programs, state, splits["test"], task, config, mesh, threshold["value"])
     results = {
         "wall_seconds": time.perf_counter() - started,
         "task": task,
+        "steps": step,
+        "epochs": step // steps_per_epoch,
         "best_epoch": int(state.best_epoch) + 1,
         "early_stopping_metric": config.early_stopping.metric,
         "best_val": float(state.best_metric),
@@ -174,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             flush=True,
         )
     run.close()
-    best.close()
+    best_checkpoint.close()
     return results
 
 
@@ -239,19 +250,115 @@ def initialise_weights(config, model, state: ClassifierState) -> ClassifierState
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """A classifier's compiled programs (see classifier_programs)."""
+
+    model: nn.Module
+    init: Callable  # seed -> replicated ClassifierState
+    train_step: Callable  # (state, batch) -> (state, metrics), the state donated
+    predict: Callable  # (params, batch_stats, images) -> (scores, logits, features)
+    predict_batches: Callable  # (params, batch_stats, images [S, B, ...]) -> scores [S, B, ...]
+
+
+def classifier_programs(
+    config, task, num_classes, total_steps, steps_per_epoch, weights, mesh
+) -> Programs:
+    """The model and its jitted init, train step and predictions, built once per process
+    for each network, optimizer schedule, augmentation, task, class weights and mesh (a
+    study's runs of one shape share them; see training.built_once)."""
+    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    freeze_steps = config.freeze_trunk_epochs * steps_per_epoch
+    key = training.config_key(
+        "classifier",
+        config.model,
+        config.optimizer,
+        config.augment,
+        config.augment_params,
+        config.early_stopping.metric,
+        [task, num_classes, total_steps, freeze_steps, image_shape, weights.tolist()],
+        [d.id for d in mesh.devices.flat],
+    )
+
+    def build() -> Programs:
+        model = build_classifier(
+            config.model.name, num_outputs(task, num_classes), **config.model.options
+        )
+        tx = make_optimizer(config.optimizer, total_steps)
+        higher = HIGHER_IS_BETTER[config.early_stopping.metric]
+        replicated = parallel.replicated(mesh)
+        augment = augment_registry.make_augment(
+            config.augment, config.augment_params.to_dict() or None
+        )
+        step = make_train_step(model, tx, task, jnp.asarray(weights), augment, freeze_steps)
+        predict = make_predict(model, task)
+
+        def predict_batches(params, batch_stats, images):
+            return jax.lax.map(lambda x: predict(params, batch_stats, x)[0], images)
+
+        return Programs(
+            model=model,
+            init=jax.jit(make_init(model, tx, image_shape, higher), out_shardings=replicated),
+            train_step=training.jit_step(step, mesh),
+            predict=jax.jit(predict),
+            predict_batches=jax.jit(
+                predict_batches,
+                in_shardings=(replicated, replicated, NamedSharding(mesh, P(None, DATA_AXIS))),
+            ),
+        )
+
+    return training.built_once(key, build)
+
+
 def evaluate_split(
-    predict_fn, state, records: Records, task: str, config, mesh, threshold=0.5
+    programs: Programs, state, records: Records, task: str, config, mesh, threshold=0.5
 ) -> dict:
     """Scores for every image of a split, its classification report and headline numbers."""
+    images = resident_split(records, config, mesh)
+    if images is not None:  # one compiled pass over the split held on device
+        scores = programs.predict_batches(state.params, state.batch_stats, images)
+        scores = np.asarray(scores).reshape(-1, *scores.shape[2:])[: len(records)]
+        return summarise_split(records, scores, task, threshold)
     batches = pipeline.global_batches(
         records, config.data, mesh, global_batch_size=config.eval_batch_size, train=False
     )
     scores = training.map_split(
-        lambda batch: predict_fn(state.params, state.batch_stats, batch["image"])[0],
+        lambda batch: programs.predict(state.params, state.batch_stats, batch["image"])[0],
         batches,
         records,
     )
     return summarise_split(records, scores, task, threshold)
+
+
+def resident_split(records: Records, config, mesh) -> jax.Array | None:
+    """A split's preprocessed images on device as [batches, eval_batch_size, H, W, C] (the
+    last batch padded), read once per process and kept for later epochs and runs; None
+    where it would take more than config.eval_resident_mb or there are several processes
+    (each reads only its share: the streamed path)."""
+    size, channels = config.data.image_size, config.data.channels
+    megabytes = len(records) * size * size * channels * 4 / 2**20
+    if jax.process_count() > 1 or megabytes > config.eval_resident_mb:
+        return None
+    batch = config.eval_batch_size
+    parallel.check_batch_size(batch, mesh, "eval_batch_size")
+    ids = hashlib.sha1("\n".join(map(str, records.ids)).encode()).hexdigest()
+    key = training.config_key(
+        "resident split",
+        records.description,
+        ids,
+        config.data,
+        batch,
+        [d.id for d in mesh.devices.flat],
+    )
+
+    def build() -> jax.Array:
+        images = pipeline.decode_all(records, config.data, batch)
+        padded = -(-len(images) // batch) * batch
+        images = np.concatenate([images, np.repeat(images[-1:], padded - len(images), 0)])
+        images = images.reshape(padded // batch, batch, *images.shape[1:])
+        return jax.device_put(images, NamedSharding(mesh, P(None, DATA_AXIS)))
+
+    return RESIDENT_SPLITS(key, build)
 
 
 def summarise_split(records: Records, scores: np.ndarray, task: str, threshold=0.5) -> dict:

@@ -33,7 +33,10 @@ class TrainPhase:
 
 def single_phase(config, generator, discriminator, mesh, num_classes) -> list[TrainPhase]:
     """All of config.num_steps with one compiled step."""
-    step_fn = training.jit_step(make_train_step(generator, discriminator, config.gan), mesh)
+    step_fn = training.built_once(
+        step_key("single", generator, discriminator, config.gan, mesh),
+        lambda: training.jit_step(make_train_step(generator, discriminator, config.gan), mesh),
+    )
     grid = SampleGrid(config, generator, num_classes)
     return [
         TrainPhase(
@@ -69,10 +72,13 @@ def progressive_phases(config, generator, discriminator, mesh, num_classes) -> l
                 f"{phase.batch_size} of resolution {phase.resolution} (config.pggan.batch_sizes)."
             )
         key = (phase.resolution, phase.fading)
-        step_fn = training.jit_step(
-            progressive.make_stage_step(generator, discriminator, config.gan, *key),
-            mesh,
-            num_extra_args=1,
+        step_fn = training.built_once(
+            step_key("stage", generator, discriminator, config.gan, mesh, *key),
+            lambda key=key: training.jit_step(
+                progressive.make_stage_step(generator, discriminator, config.gan, *key),
+                mesh,
+                num_extra_args=1,
+            ),
         )
         g_stage, _ = progressive.stage_models(generator, discriminator, *key)
         grid = SampleGrid(config, g_stage, num_classes, config.data.image_size // phase.resolution)
@@ -107,6 +113,23 @@ def progressive_phases(config, generator, discriminator, mesh, num_classes) -> l
     return phases
 
 
+def step_key(kind, generator, discriminator, gan_cfg, mesh, *extra) -> tuple:
+    """What a GAN step closes over, for training.built_once: the networks, config.gan but
+    for which images it trains on and where its weights started, and the mesh."""
+    settings = gan_cfg.to_dict()
+    settings.pop("classes", None)
+    settings.get("init", {}).pop("from_run", None)
+    devices = tuple(d.id for d in mesh.devices.flat)
+    return (kind, generator, discriminator, training.config_key(settings, *extra), devices)
+
+
+def generate_programs(generator) -> tuple:
+    """(calibrate, generate) of make_generate, jitted once per process per generator."""
+    return training.built_once(
+        ("generate", generator), lambda: tuple(map(jax.jit, make_generate(generator)))
+    )
+
+
 class SampleGrid:
     """Images from a fixed latent (and cycling class ids) with the EMA generator.
 
@@ -121,7 +144,7 @@ class SampleGrid:
         self.columns = config.grid_size
         self.upscale = upscale
         self.scale = max(1, 256 // (config.data.image_size * config.grid_size))
-        self.calibrate, self.generate = map(jax.jit, make_generate(generator))
+        self.calibrate, self.generate = generate_programs(generator)
 
     def save(self, state: GANState, path: str, **model_kwargs) -> None:
         if jax.process_index() != 0:

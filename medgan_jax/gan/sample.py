@@ -25,9 +25,9 @@ from PIL import Image
 
 from medgan_jax import app as medgan_app
 from medgan_jax import checkpoint, runs
-from medgan_jax.gan import families
-from medgan_jax.gan.state import create_state
-from medgan_jax.gan.steps import calibration_latents, make_generate
+from medgan_jax.gan import families, phases
+from medgan_jax.gan.state import GANState, create_state
+from medgan_jax.gan.steps import calibration_latents
 from medgan_jax.images import to_uint8
 from medgan_jax.models.layers import upsample_nearest
 
@@ -43,18 +43,22 @@ class Generator:
     step: int
 
 
-def load_generator(workdir: str, step: int = -1) -> Generator:
-    """The EMA generator of a GAN run's latest (or `step`) checkpoint."""
+def load_generator(workdir: str, step: int = -1, state: GANState | None = None) -> Generator:
+    """The EMA generator of a GAN run's latest (or `step`) checkpoint; or of `state`, the
+    run's final state still in memory (its training job's return value)."""
     run = runs.load(workdir, kind="gan")
     config = run.config
     generator, discriminator = families.build_models(config, len(run.class_names))
-    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
-    per_module = families.family_of(config).per_module_optimizers
-    state = create_state(
-        generator, discriminator, config.gan, image_shape, config.seed, per_module=per_module
-    )
-    step = resolve_step(workdir, step)
-    state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
+    if state is None:
+        image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+        per_module = families.family_of(config).per_module_optimizers
+        state = create_state(
+            generator, discriminator, config.gan, image_shape, config.seed, per_module=per_module
+        )
+        step = resolve_step(workdir, step)
+        state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
+    else:
+        step = families.num_training_steps(config)
     generator = families.generator_at(config, generator, discriminator, step)
     return Generator(run, generator, state.ema_params, state.g_stats, int(step))
 
@@ -75,18 +79,19 @@ def sample_batches(
     seed: int = 0,
     step: int = -1,
     batch_size: int = 256,
+    state: GANState | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields `num` images in [-1, 1] from a run's EMA generator, `batch_size` at a time.
 
     Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
     batch size.
     """
-    g = load_generator(workdir, step)
+    g = load_generator(workdir, step, state)
     config, class_names, params = g.run.config, list(g.run.class_names), g.params
     labels = jnp.zeros((batch_size,), jnp.int32)
     if g.run.conditional:
         labels = _labels(class_name, class_names, families.combines_labels(config), batch_size)
-    calibrate, generate = map(jax.jit, make_generate(g.model))
+    calibrate, generate = phases.generate_programs(g.model)
     calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
     stats = calibrate(params, g.stats, *calibration)
     latents = jax.jit(_latents, static_argnums=(2, 3))
@@ -131,12 +136,18 @@ def generate_images(
     seed: int = 0,
     step: int = -1,
     batch_size: int = 256,
+    state: GANState | None = None,
 ) -> dict:
-    """Writes `num` PNGs and manifest.json to `out`; returns the manifest."""
-    step, class_names = resolve_step(workdir, step), runs.load(workdir).class_names
+    """Writes `num` PNGs and manifest.json to `out`; returns the manifest. `state`: the
+    run's final state, when its training job just returned it."""
+    class_names = runs.load(workdir).class_names
+    if state is None:
+        step = resolve_step(workdir, step)
+    else:
+        step = families.num_training_steps(runs.load(workdir).config)
     os.makedirs(out, exist_ok=True)
     files = []
-    batches = sample_batches(workdir, num, class_name, seed, step, batch_size)
+    batches = sample_batches(workdir, num, class_name, seed, step, batch_size, state)
     for images in batches:
         for image in to_uint8(images):
             name = f"{class_name or 'sample'}_{len(files):06d}.png"

@@ -12,6 +12,7 @@ import ml_collections
 import optax
 from flax import struct
 
+from medgan_jax import training
 from medgan_jax.augment import ada
 
 
@@ -68,10 +69,32 @@ def create_state(
     sharding: jax.sharding.Sharding | None = None,
     per_module: bool = False,
 ) -> GANState:
-    """Initialises both networks and their optimizers from `seed` (one compiled program)."""
+    """Initialises both networks and their optimizers from `seed` (one compiled program,
+    built once per process for these networks, optimizer settings and shapes)."""
+    key = (
+        generator,
+        discriminator,
+        training.config_key(cfg.latent_dim, cfg.ada_initial_p, optimizer_settings(cfg)),
+        image_shape,
+        per_module,
+    )
+    # Eager flax init dispatches hundreds of tiny programs; one jit is far faster.
+    build = lambda: jax.jit(make_init(generator, discriminator, cfg, image_shape, per_module))
+    state = training.built_once(key, build)(seed)
+    return state if sharding is None else jax.device_put(state, sharding)
+
+
+def optimizer_settings(cfg: ml_collections.ConfigDict) -> dict:
+    """The config values `optimizers` reads."""
+    names = ("g_lr", "d_lr", "g_betas", "d_betas", "adam_eps")
+    return {name: cfg[name] for name in names}
+
+
+def make_init(generator, discriminator, cfg, image_shape, per_module: bool):
+    """seed -> the initial GANState (the seed traced: one program serves every seed)."""
     g_tx, d_tx = optimizers(cfg, per_module)
 
-    def init() -> GANState:
+    def init(seed) -> GANState:
         key = jax.random.PRNGKey(seed)  # raw uint32 key: a plain array, checkpoints as is
         g_key, d_key = jax.random.split(jax.random.fold_in(key, 2**31 - 1))  # not a step key
         z = jnp.zeros((2, cfg.latent_dim))
@@ -94,5 +117,4 @@ def create_state(
             first_bad_step=jnp.full((), -1, jnp.int32),
         )
 
-    # Eager flax init dispatches hundreds of tiny programs; one jit is far faster.
-    return jax.jit(init)() if sharding is None else jax.device_put(jax.jit(init)(), sharding)
+    return init

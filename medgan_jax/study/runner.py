@@ -135,12 +135,11 @@ def generated_folder(
     if "pretrain" in gan_config:
         gan_config = fine_tuning_config(config, gan, gan_config, cell, say)
     say(f"training GAN {workdir}")
-    gan_train.train(gan_config, workdir)
+    state = gan_train.train(gan_config, workdir)
     real = load_split(gan_config.data, "train")
     count = max(1, mixing.synthetic_count(config.synthetic_amount, real, config.minority_class))
-    sample.generate_images(
-        workdir, count, folder, config.minority_class if conditional else "", seed=seed
-    )
+    class_name = config.minority_class if conditional else ""
+    sample.generate_images(workdir, count, folder, class_name, seed=seed, state=state)
     return folder
 
 

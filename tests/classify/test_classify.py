@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from configs.classifier import get_config
-from medgan_jax import parallel, runs
+from medgan_jax import parallel, runs, training
 from medgan_jax.classify import mixing, predict, state, steps, train
 from medgan_jax.data import load_split
 from medgan_jax.models.classifiers import build_classifier
@@ -186,6 +186,55 @@ def test_resume_continues_where_it_stopped(full_run, tmp_path):
     full_rows = [row for row in read_metrics(workdir) if "epoch" in row]
     assert rows[-1]["val/loss"] == pytest.approx(full_rows[-1]["val/loss"], rel=1e-5)
     assert resumed["test_summary"] == pytest.approx(results["test_summary"], rel=1e-5)
+
+
+def _predictions(workdir, split="test"):
+    with np.load(workdir / f"{split}_predictions.npz") as p:
+        return p["scores"]
+
+
+def test_best_weights_kept_in_memory_give_the_checkpointed_run(full_run, tmp_path):
+    workdir, results = full_run
+    config = smoke(num_epochs=3, steps_per_epoch=2, checkpoints="at_end")
+    config.early_stopping.patience = 0
+    at_end = train.train_and_evaluate(config, str(tmp_path))
+    assert at_end["test_summary"] == results["test_summary"]
+    np.testing.assert_array_equal(_predictions(tmp_path), _predictions(workdir))
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == ["6"]
+    assert not list((tmp_path / "checkpoints").iterdir())  # nothing saved per epoch
+    variables = predict.load_variables(str(tmp_path))  # the run still loads
+    assert jax.tree.structure(variables["params"]) is not None
+
+
+def test_splits_held_on_device_score_as_the_streamed_pipeline(full_run, tmp_path):
+    workdir, results = full_run
+    config = smoke(num_epochs=3, steps_per_epoch=2, eval_resident_mb=0)  # always streamed
+    config.early_stopping.patience = 0
+    streamed = train.train_and_evaluate(config, str(tmp_path))
+    assert streamed["test_summary"] == pytest.approx(results["test_summary"], rel=1e-6)
+    np.testing.assert_allclose(_predictions(tmp_path), _predictions(workdir), rtol=1e-6)
+    np.testing.assert_allclose(
+        _predictions(tmp_path, "val"), _predictions(workdir, "val"), rtol=1e-6
+    )
+
+
+def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(full_run, tmp_path):
+    workdir, results = full_run
+    config = smoke(num_epochs=3, steps_per_epoch=2)
+    config.early_stopping.patience = 0
+    n_built = len(training.built_once)
+    again = train.train_and_evaluate(config, str(tmp_path / "again"))
+    assert len(training.built_once) == n_built  # nothing new was built
+    training.built_once.clear()
+    train.RESIDENT_SPLITS.clear()
+    fresh = train.train_and_evaluate(config, str(tmp_path / "fresh"))
+    assert again["test_summary"] == fresh["test_summary"] == results["test_summary"]
+    np.testing.assert_array_equal(_predictions(tmp_path / "again"), _predictions(tmp_path / "fresh"))
+
+
+def test_bad_checkpoint_policy_names_the_field(tmp_path):
+    with pytest.raises(ValueError, match="config.checkpoints='sometimes'"):
+        train.train_and_evaluate(smoke(checkpoints="sometimes"), str(tmp_path))
 
 
 def test_early_stopping_stops_after_patience(tmp_path):

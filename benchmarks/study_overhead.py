@@ -1,0 +1,281 @@
+"""The study's cost per run against its arithmetic: wall time vs the time of its steps.
+
+  python benchmarks/study_overhead.py [--sizes 50] [--seed 0] [--methods base,dcgan,...]
+
+Runs one cell of the demo study (configs/study.py:demo) per size, in one process as the
+study does (fresh folders, the persistent compilation cache as the study finds it), and
+records the wall time of every run: each classifier, each GAN training (the transfer
+arm's pretraining and fine-tuning separately) and each sampling. Then, per run, it times
+the same compiled programs alone on device-resident batches of the run's shapes:
+
+  compute = train steps x (one train step) + eval images / eval batch x (one forward pass)
+            (classifiers: validation every epoch, then validation and test once more)
+  compute = steps x (one GAN step) + sampled images / batch x (one generator pass)
+
+and prints wall, compute and their ratio per run (target: wall <= 1.5x compute), and the
+totals. Results go to benchmarks/results/study_overhead.json. The machine is shared and
+noisy: compare ratios, not seconds, between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from medgan_jax import app  # noqa: E402
+
+RUNS: list[dict] = []  # one row per timed run, filled by the wrappers below
+
+
+def timed(kind: str, fn, describe):
+    """fn wrapped to append {kind, wall, details} to RUNS on every call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        RUNS.append({"kind": kind, "wall": time.perf_counter() - started, **describe(*args)})
+        return result
+
+    return wrapper
+
+
+def instrument() -> None:
+    """Times every classifier run, GAN training and sampling the study starts."""
+    from medgan_jax.classify import train as classify_train
+    from medgan_jax.gan import sample
+    from medgan_jax.gan import train as gan_train
+    from medgan_jax.study import runner
+
+    runner.classify_train.train_and_evaluate = timed(
+        "classifier",
+        classify_train.train_and_evaluate,
+        lambda config, workdir: {"config": config, "workdir": workdir},
+    )
+    runner.gan_train.train = timed(
+        "gan", gan_train.train, lambda config, workdir: {"config": config, "workdir": workdir}
+    )
+    runner.sample.generate_images = timed(
+        "sampling",
+        sample.generate_images,
+        lambda workdir, num, *rest: {"workdir": workdir, "num": num},
+    )
+
+
+def seconds_per_call(fn, *args, repeats: int = 10) -> float:
+    """Median seconds of fn(*args) (blocked on its outputs), after one warm-up call."""
+    import jax
+    import numpy as np
+
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def seconds_per_step(step, state, repeats: int = 10) -> float:
+    """Median seconds of one `state = step(state)` (the steps donate their state)."""
+    import jax
+    import numpy as np
+
+    state = jax.block_until_ready(step(state))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        state = jax.block_until_ready(step(state))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    return f"{names[0]} x {len(names)}" if names else platform.machine()
+
+
+def classifier_compute(row: dict) -> dict:
+    """The run's train steps and eval passes, timed alone with its own programs."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from medgan_jax import parallel, training
+    from medgan_jax.augment import registry
+    from medgan_jax.classify.state import create_state, make_optimizer, num_outputs
+    from medgan_jax.classify.steps import make_predict, make_train_step
+    from medgan_jax.models.classifiers import build_classifier
+
+    config = row["config"]
+    with open(os.path.join(row["workdir"], "metrics.json")) as f:
+        metrics = json.load(f)
+    steps_per_epoch = config.steps_per_epoch or max(
+        -(-metrics["train_images"] // config.batch_size),
+        -(-config.min_train_steps // config.num_epochs),
+    )
+    epochs = metrics.get("epochs", config.num_epochs)
+    steps = metrics.get("steps", steps_per_epoch * epochs)
+    mesh = training.mesh_of(config)
+    task = metrics["task"]
+    model = build_classifier(config.model.name, num_outputs(task, 2), **config.model.options)
+    tx = make_optimizer(config.optimizer, steps)
+    size, channels = config.data.image_size, config.data.channels
+    state = create_state(model, tx, (size, size, channels), 0, True, parallel.replicated(mesh))
+    augment = registry.make_augment(config.augment, config.augment_params.to_dict() or None)
+    step_fn = training.jit_step(make_train_step(model, tx, task, jnp.ones(2), augment), mesh)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (config.batch_size, size, size, channels)).astype(np.float32)
+    batch = parallel.host_to_global(
+        {"image": images, "label": (np.arange(config.batch_size) % 2).astype(np.int32)}, mesh
+    )
+    predict = jax.jit(make_predict(model, task))
+    eval_images = np.zeros((config.eval_batch_size, size, size, channels), np.float32)
+    eval_s = seconds_per_call(predict, state.params, state.batch_stats, eval_images)
+    train_s = seconds_per_step(lambda s: step_fn(s, batch)[0], state)
+    val, test = row["val_images"], row["test_images"]
+    eval_batches = (epochs + 1) * -(-val // config.eval_batch_size)
+    eval_batches += -(-test // config.eval_batch_size)
+    return {"steps": steps, "compute": steps * train_s + eval_batches * eval_s}
+
+
+def gan_compute(row: dict) -> dict:
+    """The run's GAN steps, timed alone with its own compiled step."""
+    import numpy as np
+
+    from medgan_jax import parallel, training
+    from medgan_jax.gan import families
+    from medgan_jax.gan import train as gan_train
+
+    config = row["config"]
+    mesh = training.mesh_of(config)
+    num_classes = 2 if families.is_conditional(config) else 1
+    generator, discriminator = families.build_models(config, num_classes)
+    state = gan_train.initial_state(config, generator, discriminator, mesh)
+    (phase,) = families.family_of(config).phases(
+        config, generator, discriminator, mesh, num_classes
+    )
+    size, channels = config.data.image_size, config.data.channels
+    n = phase.images_per_step
+    rng = np.random.default_rng(0)
+    batch = parallel.host_to_global(
+        {
+            "image": rng.uniform(-1, 1, (n, size, size, channels)).astype(np.float32),
+            "label": np.zeros((n,), np.int32),
+        },
+        mesh,
+    )
+
+    step_s = seconds_per_step(lambda state: phase.run(state, batch, 1)[0], state)
+    steps = families.num_training_steps(config)
+    return {"steps": steps, "compute": steps * step_s}
+
+
+def sampling_compute(row: dict) -> dict:
+    """The generator passes of a sampling run (no checkpoint loading or PNG encoding)."""
+    import jax
+    import jax.numpy as jnp
+
+    from medgan_jax.gan import sample
+    from medgan_jax.gan.steps import make_generate
+
+    g = sample.load_generator(row["workdir"])
+    _, generate = map(jax.jit, make_generate(g.model))
+    batch = 256
+    z = jax.random.normal(jax.random.PRNGKey(0), (batch, g.run.config.gan.latent_dim))
+    labels = jnp.zeros((batch,), jnp.int32)
+    per_batch = seconds_per_call(generate, g.params, g.stats, z, labels)
+    return {"compute": -(-row["num"] // batch) * per_batch}
+
+
+COMPUTE = {"classifier": classifier_compute, "gan": gan_compute, "sampling": sampling_compute}
+
+
+def run_cell(size: str, seed: int, methods: list[str], root: str) -> list[dict]:
+    """One cell of the demo study, every run timed; returns its rows."""
+    from configs import study as study_config
+    from medgan_jax.data import load_split
+    from medgan_jax.study import grid, runner
+
+    config = study_config.get_config("demo")
+    say = runner.StudyLog()
+    cell = grid.cell_root(root, size, seed)
+    manifest = runner.write_subset_manifest(config, size, seed, cell, say)
+    first = len(RUNS)
+    for name in methods:
+        runner.run_cell(config, name, seed, manifest, cell, say)
+    val, test = (len(load_split(config.data, split)) for split in ("val", "test"))
+    rows = RUNS[first:]
+    for row in rows:
+        row.update(size=size, val_images=val, test_images=test)
+    return rows
+
+
+def describe(row: dict, root: str) -> str:
+    path = os.path.relpath(row["workdir"], root)
+    return path.replace("size=", "").replace("seed=", "").replace("method=", "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="50", help="comma-separated demo sizes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods",
+        default="base,oversample,weighted,classic,dcgan,dcgan_transfer,real_topup",
+    )
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
+    args = parser.parse_args()
+    app.configure()
+    instrument()
+    root = tempfile.mkdtemp(prefix="study_overhead_")
+    started = time.perf_counter()
+    rows = []
+    try:
+        for size in args.sizes.split(","):
+            rows += run_cell(size, args.seed, args.methods.split(","), root)
+        study_wall = time.perf_counter() - started
+        for row in rows:
+            row.update(COMPUTE[row["kind"]](row))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"\n{'run':<52} {'wall s':>8} {'compute s':>10} {'ratio':>7}")
+    table = []
+    for row in rows:
+        ratio = row["wall"] / row["compute"]
+        print(f"{describe(row, root):<52} {row['wall']:8.2f} {row['compute']:10.2f} {ratio:7.2f}")
+        table.append(
+            {k: v for k, v in row.items() if k != "config"}
+            | {"run": describe(row, root), "ratio": ratio}
+        )
+    wall = sum(r["wall"] for r in rows)
+    compute = sum(r["compute"] for r in rows)
+    print(f"{'total':<52} {wall:8.2f} {compute:10.2f} {wall / compute:7.2f}")
+    print(f"cell(s) wall incl. set-up: {study_wall:.1f} s on {cpu_model()}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_model(),
+        "args": vars(args),
+        "runs": [{k: v for k, v in r.items() if k != "workdir"} for r in table],
+        "total": {"wall": wall, "compute": compute, "ratio": wall / compute},
+        "cells_wall": study_wall,
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
