@@ -229,7 +229,9 @@ def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(ful
     train.RESIDENT_SPLITS.clear()
     fresh = train.train_and_evaluate(config, str(tmp_path / "fresh"))
     assert again["test_summary"] == fresh["test_summary"] == results["test_summary"]
-    np.testing.assert_array_equal(_predictions(tmp_path / "again"), _predictions(tmp_path / "fresh"))
+    np.testing.assert_array_equal(
+        _predictions(tmp_path / "again"), _predictions(tmp_path / "fresh")
+    )
 
 
 def test_bad_checkpoint_policy_names_the_field(tmp_path):

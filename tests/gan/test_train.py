@@ -107,6 +107,17 @@ def test_generation_is_deterministic(uninterrupted, tmp_path):
     np.testing.assert_allclose(by_two, by_eight, atol=1e-5)
 
 
+def test_sampling_the_final_state_in_memory_equals_sampling_its_checkpoint(tmp_path):
+    final = train.train(smoke(), str(tmp_path / "run"))  # the study samples this state
+    run = str(tmp_path / "run")
+    in_memory = sample.generate_images(run, 3, str(tmp_path / "a"), seed=1, state=final)
+    restored = sample.generate_images(run, 3, str(tmp_path / "b"), seed=1)
+    assert in_memory == {**restored, "files": in_memory["files"]}
+    load = lambda d, f: np.asarray(Image.open(tmp_path / d / f))
+    for f in restored["files"]:
+        np.testing.assert_array_equal(load("a", f), load("b", f))
+
+
 def test_wgan_gp_with_two_critic_steps_and_ada(tmp_path):
     config = smoke(num_steps=4, log_every=4, sample_every=4, checkpoint_every=4)
     config.gan.update(loss="wgan", gp_weight=10.0, drift=0.001, n_critic=2, augment="ada")

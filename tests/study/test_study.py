@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from configs.study import get_config
+from medgan_jax import training
+from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split
 from medgan_jax.study import grid, runner
 
@@ -67,6 +69,21 @@ def test_same_preset_and_seed_give_the_same_table_bit_for_bit(tmp_path):
     for name in config.methods:
         cell = f"size=8/seed=0/method={name}/test_predictions.npz"
         a, b = np.load(tmp_path / "first" / cell), np.load(tmp_path / "second" / cell)
+        np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_a_seed_gets_the_same_numbers_alone_as_beside_other_seeds(tmp_path):
+    config = get_config("smoke")
+    config.sizes, config.seeds = ("8",), (0, 1)
+    config.gan_eval.enabled = False
+    runner.main(config, str(tmp_path / "together"))
+    training.built_once.clear()  # as a fresh process: nothing compiled, nothing held
+    classify_train.RESIDENT_SPLITS.clear()
+    config.seeds = (1,)
+    runner.main(config, str(tmp_path / "alone"))
+    for name in config.methods:
+        cell = f"size=8/seed=1/method={name}/test_predictions.npz"
+        a, b = np.load(tmp_path / "together" / cell), np.load(tmp_path / "alone" / cell)
         np.testing.assert_array_equal(a["scores"], b["scores"])
 
 
