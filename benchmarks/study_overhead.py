@@ -13,8 +13,10 @@ the same compiled programs alone on device-resident batches of the run's shapes:
   compute = steps x (one GAN step) + sampled images / batch x (one generator pass)
 
 and prints wall, compute and their ratio per run (target: wall <= 1.5x compute), and the
-totals. Results go to benchmarks/results/study_overhead.json. The machine is shared and
-noisy: compare ratios, not seconds, between machines.
+totals. Last, it measures the lever of training a cell's seeds together: one vmapped step
+over 3 seeds' parameters and batches against the 3 steps one after another. Results go
+to benchmarks/results/study_overhead.json. The machine is shared and noisy: compare
+ratios, not seconds, between machines.
 """
 
 from __future__ import annotations
@@ -200,6 +202,55 @@ def sampling_compute(row: dict) -> dict:
     return {"compute": -(-row["num"] // batch) * per_batch}
 
 
+def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
+    """The lever of training a cell's seeds as one vmapped program, measured: seconds of
+    one step of each seed in turn vs one step of all of them vmapped (classifier, GAN)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from medgan_jax.augment import registry
+    from medgan_jax.classify.state import create_state, make_optimizer
+    from medgan_jax.classify.steps import make_train_step
+    from medgan_jax.gan import families
+    from medgan_jax.gan import state as gan_state
+    from medgan_jax.gan import steps as gan_steps
+    from medgan_jax.models.classifiers import build_classifier
+
+    size, channels = clf_config.data.image_size, clf_config.data.channels
+    shape = (size, size, channels)
+    rng = np.random.default_rng(0)
+    stack = lambda *trees: jax.tree.map(lambda *x: jnp.stack(x), *trees)
+
+    def compare(step, states, batch_of):
+        single = jax.jit(step, donate_argnums=0)
+        together = jax.jit(jax.vmap(step), donate_argnums=0)
+        batches = stack(*[batch_of() for _ in states])
+        one = seconds_per_step(lambda s: single(s, batch_of())[0], states[0])
+        all_ = seconds_per_step(lambda s: together(s, batches)[0], stack(*states))
+        return {"one_at_a_time": seeds * one, "vmapped": all_, "ratio": seeds * one / all_}
+
+    def batch_of(n):
+        return lambda: {
+            "image": jnp.asarray(rng.uniform(-1, 1, (n, *shape)), jnp.float32),
+            "label": jnp.asarray(np.arange(n) % 2, jnp.int32),
+        }
+
+    model = build_classifier(clf_config.model.name, 1, **clf_config.model.options)
+    tx = make_optimizer(clf_config.optimizer, 100)
+    step = make_train_step(model, tx, "binary", jnp.ones(2), registry.make_augment("none", None))
+    states = [create_state(model, tx, shape, seed, True) for seed in range(seeds)]
+    result = {"classifier": compare(step, states, batch_of(clf_config.batch_size))}
+    generator, discriminator = families.build_models(gan_config, 1)
+    step = gan_steps.make_train_step(generator, discriminator, gan_config.gan)
+    states = [
+        gan_state.create_state(generator, discriminator, gan_config.gan, shape, seed)
+        for seed in range(seeds)
+    ]
+    result["gan"] = compare(step, states, batch_of(gan_config.batch_size))
+    return result
+
+
 COMPUTE = {"classifier": classifier_compute, "gan": gan_compute, "sampling": sampling_compute}
 
 
@@ -236,6 +287,7 @@ def main() -> None:
         "--methods",
         default="base,oversample,weighted,classic,dcgan,dcgan_transfer,real_topup",
     )
+    parser.add_argument("--seeds-together", type=int, default=3, help="0: skip that probe")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
     args = parser.parse_args()
     app.configure()
@@ -264,6 +316,17 @@ def main() -> None:
     compute = sum(r["compute"] for r in rows)
     print(f"{'total':<52} {wall:8.2f} {compute:10.2f} {wall / compute:7.2f}")
     print(f"cell(s) wall incl. set-up: {study_wall:.1f} s on {cpu_model()}")
+    together = {}
+    if args.seeds_together:
+        clf = next(r for r in rows if r["kind"] == "classifier")["config"]
+        gan = next((r for r in rows if r["kind"] == "gan"), None)
+        together = seeds_together(clf, gan["config"], args.seeds_together)
+        for kind, t in together.items():
+            print(
+                f"{args.seeds_together} seeds' {kind} steps: one at a time "
+                f"{t['one_at_a_time'] * 1000:.1f} ms, vmapped {t['vmapped'] * 1000:.1f} ms "
+                f"(vmapped is {t['ratio']:.2f}x as fast)"
+            )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -272,6 +335,7 @@ def main() -> None:
         "runs": [{k: v for k, v in r.items() if k != "workdir"} for r in table],
         "total": {"wall": wall, "compute": compute, "ratio": wall / compute},
         "cells_wall": study_wall,
+        "seeds_together": together,
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
