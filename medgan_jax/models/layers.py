@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -396,7 +397,7 @@ def _batch_norm_backward(epsilon, residuals, cotangents):
     # then the direct use of the returned mean and variance (running averages).
     dx = (inv * scale) * (dy - (d_bias + x_hat * d_scale) / rows)
     dx = dx + d_mean / rows + d_var * (2.0 / rows) * (x - mean)
-    return dx, d_scale, d_bias
+    return dx.astype(x.dtype), d_scale, d_bias
 
 
 batch_norm_train.defvjp(_batch_norm_forward, _batch_norm_backward)
@@ -407,11 +408,14 @@ class BatchNorm(nn.Module):
     same numbers to float rounding), with reductions that are fast on XLA:CPU.
 
     `momentum` weighs the running average as in flax: 0.9 == PyTorch's momentum 0.1.
+    `dtype` is the output's dtype (None: x's promoted with float32, as flax infers it);
+    statistics, parameters and the normalisation's arithmetic stay float32, as in flax.
     """
 
     use_running_average: bool = False
     momentum: float = 0.99
     epsilon: float = 1e-5
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -420,11 +424,115 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (features,))
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             inv = jax.lax.rsqrt(ra_var.value + self.epsilon)
-            return (x - ra_mean.value) * (inv * scale) + bias
+            return ((x - ra_mean.value) * (inv * scale) + bias).astype(dtype)
         y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-        return y
+        return y.astype(dtype)
+
+
+# ------------------------------------------------------- reductions as dots, conv
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """y + bias over the last axis; the bias gradient is `_column_sums` (a dot with ones),
+    where XLA:CPU's reduce over N, H, W (a reduce-window there) is several times slower."""
+    return y + bias.astype(y.dtype)
+
+
+def _add_bias_backward(bias, dy):
+    return dy, _column_sums(dy).astype(bias.dtype)
+
+
+add_bias.defvjp(lambda y, b: (y + b.astype(y.dtype), b), _add_bias_backward)
+
+
+@jax.custom_vjp
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """jnp.mean(x, axis=(1, 2)) of NHWC maps in float32 ([N, C]), as a batched dot with a
+    ones vector (XLA:CPU's reduce is slow); the gradient is a broadcast."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h * w, c).astype(jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.einsum("nsc,s->nc", x, jnp.full((h * w,), 1.0 / (h * w), x.dtype))
+
+
+def _global_avg_pool_backward(x_like, dy):
+    n, h, w, c = x_like.shape
+    dx = jnp.broadcast_to((dy / (h * w))[:, None, None, :], x_like.shape)
+    return (dx.astype(x_like.dtype),)
+
+
+# x is the residual for its shape and dtype only (the backward pass keeps it anyway).
+global_avg_pool.defvjp(lambda x: (global_avg_pool(x), x), _global_avg_pool_backward)
+
+
+def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """[..., C_in] @ [C_in, C_out] as one 2-D matmul."""
+    y = x.reshape(-1, x.shape[-1]) @ kernel
+    return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def _conv_forward(x, kernel, stride, padding):
+    if kernel.shape[:2] == (1, 1) and padding in ("SAME", "VALID"):
+        return _pointwise(x[:, ::stride, ::stride], kernel[0, 0])
+    return _conv(x, kernel, (stride, stride), padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "SAME") -> jax.Array:
+    """lax.conv_general_dilated of NHWC maps with an HWIO kernel (square stride).
+
+    1x1 convolutions run as 2-D matmuls, forward and backward, and every kernel gradient
+    contracts over N*H*W with activations kept in their NHWC layout: XLA:CPU's own
+    kernel gradient transposes both activations to [C, H, W, N]-like layouts, with the
+    layers before fused into the transpose (classifier_throughput.py --profile).
+    """
+    return _conv_forward(x, kernel, stride, padding)
+
+
+def _conv_backward(stride, padding, residuals, dy):
+    x, kernel = residuals
+    if kernel.shape[:2] == (1, 1) and padding in ("SAME", "VALID"):
+        w = kernel[0, 0]
+        x_s = x[:, ::stride, ::stride]
+        d_kernel = (x_s.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1]))[None, None]
+        dx = _pointwise(dy, w.T)
+        if stride > 1:  # zeros between and after the strided pixels (not a scatter)
+            pads = [(0, size - (out - 1) * stride - 1, stride - 1)
+                    for size, out in zip(x.shape[1:3], dx.shape[1:3])]  # fmt: skip
+            dx = jax.lax.pad(dx, jnp.zeros((), dx.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+        return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
+    _, pullback = jax.vjp(lambda x, k: _conv(x, k, (stride, stride), padding), x, kernel)
+    return pullback(dy)
+
+
+conv.defvjp(lambda x, k, s, p: (_conv_forward(x, k, s, p), (x, k)), _conv_backward)
+
+
+class Conv(nn.Module):
+    """nn.Conv for NHWC maps with square kernels (same parameter names, shapes and dtype
+    behaviour), computed by `conv`, with the bias added by `add_bias`."""
+
+    features: int
+    kernel_size: int
+    strides: int = 1
+    padding: Any = "SAME"
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        bias = (
+            self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = conv(x, kernel, self.strides, self.padding)
+        return add_bias(y, bias) if self.use_bias else y
