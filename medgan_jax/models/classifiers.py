@@ -181,7 +181,7 @@ class DenseNet121Trunk(_Trunk):
                 name = f"pool{stage}"
                 y = nn.relu(self.bn(x, f"{name}_bn", train))
                 y = self.conv(y, int(x.shape[-1] * self.compression), 1, f"{name}_conv")
-                x = nn.avg_pool(y, (2, 2), (2, 2))
+                x = layers.avg_pool2(y)
         return _global_avg_pool(nn.relu(self.bn(x, "bn", train)))
 
 

@@ -536,3 +536,27 @@ class Conv(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv(x, kernel, self.strides, self.padding)
         return add_bias(y, bias) if self.use_bias else y
+
+
+@jax.custom_vjp
+def avg_pool2(x: jax.Array) -> jax.Array:
+    """nn.avg_pool(x, (2, 2), (2, 2)) of NHWC maps (an odd last row/column is dropped), as
+    a sum of four strided slices; the gradient is a broadcast, where XLA:CPU computes the
+    reduce-window and its gradient slowly."""
+    x = x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2]
+    total = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
+    return total * jnp.asarray(0.25, x.dtype)
+
+
+def _avg_pool2_backward(x, dy):
+    n, h, w, c = dy.shape
+    dx = jnp.broadcast_to(
+        (dy * jnp.asarray(0.25, dy.dtype))[:, :, None, :, None], (n, h, 2, w, 2, c)
+    )
+    dx = dx.reshape(n, 2 * h, 2 * w, c)
+    pad = ((0, 0), (0, x.shape[1] - 2 * h), (0, x.shape[2] - 2 * w), (0, 0))
+    return (jnp.pad(dx, pad).astype(x.dtype),)
+
+
+# x is the residual for its shape and dtype only (the backward pass keeps it anyway).
+avg_pool2.defvjp(lambda x: (avg_pool2(x), x), _avg_pool2_backward)
