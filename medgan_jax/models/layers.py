@@ -329,28 +329,68 @@ def max_pool(
     """Max pooling of NHWC maps as an elementwise max of strided slices.
 
     Equals nn.max_pool(x, (window, window), (stride, stride), ((lo, hi), (lo, hi))) in
-    value and, where a window's maximum is unique, in gradient; its gradient is
-    elementwise selects, where XLA:CPU's select-and-scatter (reduce_window's gradient) is
-    slow (benchmarks/max_pool_step.py).
+    value and in gradient (overlapping windows: ties go to the window's first maximum, as
+    select-and-scatter gives them; non-overlapping: where a window's maximum is unique);
+    its gradient is elementwise selects and pads, where XLA:CPU's select-and-scatter
+    (reduce_window's gradient) is slow (benchmarks/max_pool_step.py).
     """
+    if window == stride and padding == (0, 0):  # non-overlapping: one reshape
+        _, h, w, _ = x.shape
+        out_h, out_w = h // stride, w // stride
+        x = x[:, : out_h * stride, : out_w * stride]
+        return x.reshape(x.shape[0], out_h, stride, out_w, stride, x.shape[-1]).max(axis=(2, 4))
+    return _overlapping_max_pool(x, window, stride, padding)
+
+
+def _pool_taps(x, window, stride, padding):
+    """x padded with -inf, and the window**2 strided slices (one per tap, row-major)."""
     lo, hi = padding
     if lo or hi:
         x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), constant_values=-jnp.inf)
     _, h, w, _ = x.shape
     out_h, out_w = (h - window) // stride + 1, (w - window) // stride + 1
-    if window == stride:  # non-overlapping: one reshape
-        x = x[:, : out_h * stride, : out_w * stride]
-        return x.reshape(x.shape[0], out_h, stride, out_w, stride, x.shape[-1]).max(axis=(2, 4))
-    result = None
+    taps = [
+        x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride]
+        for i in range(window)
+        for j in range(window)
+    ]
+    return x.shape, taps
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _overlapping_max_pool(x, window, stride, padding):
+    return functools.reduce(jnp.maximum, _pool_taps(x, window, stride, padding)[1])
+
+
+def _overlapping_max_pool_forward(x, window, stride, padding):
+    taps = _pool_taps(x, window, stride, padding)[1]
+    best, first = taps[0], jnp.zeros(taps[0].shape, jnp.int8)
+    for t, tap in enumerate(taps[1:], 1):  # the first maximum's tap, as select-and-scatter
+        first = jnp.where(tap > best, jnp.int8(t), first)
+        best = jnp.maximum(best, tap)
+    return best, (x, first)
+
+
+def _overlapping_max_pool_backward(window, stride, padding, residuals, dy):
+    x, first = residuals
+    padded_shape, _ = _pool_taps(x, window, stride, padding)
+    out_h, out_w = dy.shape[1:3]
+    zero = jnp.zeros((), dy.dtype)
+    dx = None
     for i in range(window):
         for j in range(window):
-            part = x[
-                :,
-                i : i + stride * (out_h - 1) + 1 : stride,
-                j : j + stride * (out_w - 1) + 1 : stride,
+            part = jnp.where(first == i * window + j, dy, zero)
+            pads = [
+                (offset, size - offset - stride * (out - 1) - 1, stride - 1)
+                for offset, size, out in ((i, padded_shape[1], out_h), (j, padded_shape[2], out_w))
             ]
-            result = part if result is None else jnp.maximum(result, part)
-    return result
+            part = jax.lax.pad(part, zero, [(0, 0, 0), *pads, (0, 0, 0)])
+            dx = part if dx is None else dx + part
+    lo = padding[0]
+    return (dx[:, lo : lo + x.shape[1], lo : lo + x.shape[2]].astype(x.dtype),)
+
+
+_overlapping_max_pool.defvjp(_overlapping_max_pool_forward, _overlapping_max_pool_backward)
 
 
 # ------------------------------------------------------------------- BatchNorm
