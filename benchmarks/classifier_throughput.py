@@ -38,10 +38,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (image shape HWC, default batch, default timed steps per round)
+from benchmarks.dcgan_layers import best_matmul_gflops, compiled_gflop, non_conv_op_ms  # noqa: E402
+
+# row -> (classifier name, its options, image shape HWC, default batch, timed steps per round)
 MODELS = {
-    "resnet50": ((224, 224, 3), 32, 1),
-    "simple_cnn": ((128, 128, 1), 64, 5),
+    "resnet50": ("resnet50", {}, (224, 224, 3), 32, 1),
+    "densenet121": ("densenet121", {}, (224, 224, 3), 32, 1),
+    "simple_cnn": ("simple_cnn", {}, (128, 128, 1), 64, 5),
+    # The demo study's classifier (configs/study.py).
+    "simple_cnn_demo": (
+        "simple_cnn",
+        {"widths": (16, 32, 64), "hidden": 64, "batch_norm": True},
+        (64, 64, 3),
+        32,
+        10,
+    ),
 }
 # glibc malloc: all threads in the main heap, never mmap, never give memory back.
 REUSE_MEMORY_ENV = {
@@ -49,6 +60,24 @@ REUSE_MEMORY_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": str(2**36),
 }
+
+
+def platform_cpu() -> str:
+    """The CPU's model name (lscpu's 'Model name')."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def jax_version() -> str:
+    import jax
+
+    return jax.__version__
 
 
 def random_batch(shape: tuple[int, int, int], batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,24 +121,73 @@ def torch_resnet50(channels: int):
     return tnn.Sequential(*layers)
 
 
-def torch_simple_cnn(channels: int, widths=(32, 64, 128), hidden: int = 128, dropout=0.5):
-    """medgan_jax's SimpleCNN defaults: [conv3x3+bias, ReLU, maxpool 2] per width, global
+def torch_densenet121(channels: int, growth: int = 32, blocks=(6, 12, 24, 16)):
+    """keras.applications.DenseNet121 (torchvision's DenseNet-121 with BN eps 1.001e-5 /
+    momentum 0.99) + a one-logit head, as medgan_jax's DenseNet121."""
+    import torch
+    import torch.nn as tnn
+
+    def bn(c):
+        return tnn.BatchNorm2d(c, eps=1.001e-5, momentum=0.01)
+
+    class DenseLayer(tnn.Module):
+        def __init__(self, c_in):
+            super().__init__()
+            self.body = tnn.Sequential(
+                bn(c_in), tnn.ReLU(True), tnn.Conv2d(c_in, 4 * growth, 1, bias=False),
+                bn(4 * growth), tnn.ReLU(True), tnn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+            )  # fmt: skip
+
+        def forward(self, x):
+            return torch.cat([x, self.body(x)], 1)
+
+    layers = [
+        tnn.Conv2d(channels, 64, 7, 2, 3, bias=False), bn(64), tnn.ReLU(True),
+        tnn.MaxPool2d(3, 2, 1),
+    ]  # fmt: skip
+    c_in = 64
+    for stage, n in enumerate(blocks):
+        for _ in range(n):
+            layers.append(DenseLayer(c_in))
+            c_in += growth
+        if stage < len(blocks) - 1:  # transition
+            layers += [bn(c_in), tnn.ReLU(True), tnn.Conv2d(c_in, c_in // 2, 1, bias=False)]
+            layers.append(tnn.AvgPool2d(2))
+            c_in //= 2
+    layers += [bn(c_in), tnn.ReLU(True), tnn.AdaptiveAvgPool2d(1), tnn.Flatten()]
+    return tnn.Sequential(*layers, tnn.Linear(c_in, 1))
+
+
+def torch_simple_cnn(
+    channels: int, widths=(32, 64, 128), hidden: int = 128, dropout=0.5, batch_norm=False
+):
+    """medgan_jax's SimpleCNN: [conv3x3+bias, ReLU, (BN,) maxpool 2] per width, global
     average pool, dense hidden + ReLU, dropout, one-logit head."""
     import torch.nn as tnn
 
     layers, c_in = [], channels
     for width in widths:
-        layers += [tnn.Conv2d(c_in, width, 3, 1, 1), tnn.ReLU(True), tnn.MaxPool2d(2)]
+        layers += [tnn.Conv2d(c_in, width, 3, 1, 1), tnn.ReLU(True)]
+        if batch_norm:  # flax momentum 0.9, eps 1e-5: PyTorch's defaults
+            layers.append(tnn.BatchNorm2d(width))
+        layers.append(tnn.MaxPool2d(2))
         c_in = width
     layers += [tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(c_in, hidden), tnn.ReLU(True)]
     return tnn.Sequential(*layers, tnn.Dropout(dropout), tnn.Linear(hidden, 1))
 
 
-def torch_side(name: str, images: np.ndarray, labels: np.ndarray, channels_last: bool):
+TORCH_MODELS = {
+    "resnet50": torch_resnet50,
+    "densenet121": torch_densenet121,
+    "simple_cnn": torch_simple_cnn,
+}
+
+
+def torch_side(name: str, images: np.ndarray, labels: np.ndarray, channels_last: bool, **options):
     """(step, parameter count) of the PyTorch eager reference."""
     import torch
 
-    net = {"resnet50": torch_resnet50, "simple_cnn": torch_simple_cnn}[name](images.shape[-1])
+    net = TORCH_MODELS[name](images.shape[-1], **options)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -130,7 +208,8 @@ def torch_side(name: str, images: np.ndarray, labels: np.ndarray, channels_last:
 
 
 def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
-    """(step, parameter count) of this project's training step, wired as classify.train."""
+    """(step, parameter count, step GFLOP by XLA's cost analysis, compile seconds) of this
+    project's training step, wired as classify.train."""
     import jax
 
     from configs.classifier import get_config
@@ -153,13 +232,16 @@ def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
         donate_argnums=0,
     )
     batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batch).compile()
+    compile_s = time.perf_counter() - start
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics = step_fn(holder["state"], batch)
+        holder["state"], metrics = compiled(holder["state"], batch)
         return float(jax.block_until_ready(metrics["loss"]))
 
-    return step, params
+    return step, params, compiled_gflop(compiled), compile_s
 
 
 def time_round(step, n: int) -> tuple[float, float]:
@@ -170,13 +252,13 @@ def time_round(step, n: int) -> tuple[float, float]:
     return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
-def pick_torch_format(name, images, labels, requested: str) -> bool:
+def pick_torch_format(name, images, labels, requested: str, **options) -> bool:
     """True for channels_last: as requested, or the faster of two warmed-up steps each."""
     if requested != "auto":
         return requested == "channels_last"
     seconds = {}
     for channels_last in (False, True):
-        step, _ = torch_side(name, images, labels, channels_last)
+        step, _ = torch_side(name, images, labels, channels_last, **options)
         step()
         seconds[channels_last] = min(time_round(step, 1)[0] for _ in range(2))
     print(
@@ -186,61 +268,80 @@ def pick_torch_format(name, images, labels, requested: str) -> bool:
     return seconds[True] < seconds[False]
 
 
-def run_model(name: str, args) -> dict:
+def print_profile(step, steps: int = 2) -> dict[str, float]:
+    """Prints (and returns) our step's traced non-convolution ops, ms per step by kind."""
+    kinds = non_conv_op_ms(step, steps)
+    top = ", ".join(f"{kind} {ms:.0f}" for kind, ms in list(kinds.items())[:8])
+    print(f"  profile: non-convolution ops {sum(kinds.values()):.0f} ms/step; largest: {top}")
+    return kinds
+
+
+def run_model(row: str, args, peak_gflops: float) -> dict:
     import torch
 
-    shape, default_batch, default_steps = MODELS[name]
+    name, options, shape, default_batch, default_steps = MODELS[row]
     batch, steps = args.batch or default_batch, args.steps or default_steps
     images, labels = random_batch(shape, batch)
-    print(f"{name}: batch {batch}, {'x'.join(map(str, shape))}, {steps} steps x {args.rounds}")
-    channels_last = pick_torch_format(name, images, labels, args.torch_format)
-    sides = {
-        "medgan_jax": jax_side(name, images, labels),
-        "pytorch": torch_side(name, images, labels, channels_last),
-    }
-    counts = {side: count for side, (_, count) in sides.items()}
+    print(f"{row}: batch {batch}, {'x'.join(map(str, shape))}, {steps} steps x {args.rounds}")
+    channels_last = pick_torch_format(name, images, labels, args.torch_format, **options)
+    jax_step, jax_count, step_gflop, compile_s = jax_side(name, images, labels, **options)
+    torch_step, torch_count = torch_side(name, images, labels, channels_last, **options)
+    sides = {"medgan_jax": jax_step, "pytorch": torch_step}
+    counts = {"medgan_jax": jax_count, "pytorch": torch_count}
     if counts["medgan_jax"] != counts["pytorch"]:
-        raise RuntimeError(f"{name}: parameter counts differ: {counts}")
-    start = time.perf_counter()
-    sides["medgan_jax"][0]()  # compile (and first step)
-    compile_s = time.perf_counter() - start
-    for step, _ in sides.values():  # warm up: two steps each in all
-        step()
-    sides["pytorch"][0]()
+        raise RuntimeError(f"{row}: parameter counts differ: {counts}")
+    for step in sides.values():  # warm up: two steps each
+        step(), step()
     wall, cpu = {side: [] for side in sides}, {side: [] for side in sides}
     for _ in range(args.rounds):
-        for side, (step, _) in sides.items():
+        for side, step in sides.items():
             w, c = time_round(step, steps)
             wall[side].append(w)
             cpu[side].append(c)
     rates = {side: batch / statistics.median(s) for side, s in wall.items()}
     best = {side: batch / min(s) for side, s in wall.items()}
     cpu_ms = {side: 1000 * statistics.median(s) for side, s in cpu.items()}
-    print(f"  {'':10s} {'images/s':>9s} {'(best)':>8s} {'ms/step':>8s} {'CPU ms/step':>12s}")
+    # Both sides do the same arithmetic; XLA's count (fused elementwise work included).
+    gflops = {side: step_gflop * rate / batch for side, rate in rates.items()}
+    print(
+        f"  {'':10s} {'images/s':>9s} {'(best)':>8s} {'ms/step':>8s} {'CPU ms/step':>12s} "
+        f"{'GFLOP/s':>8s} {'% matmul':>9s}"
+    )
     for side in sides:
         ms = 1000 * batch / rates[side]
-        print(f"  {side:10s} {rates[side]:9.1f} {best[side]:8.1f} {ms:8.0f} {cpu_ms[side]:12.0f}")
+        print(
+            f"  {side:10s} {rates[side]:9.1f} {best[side]:8.1f} {ms:8.0f} {cpu_ms[side]:12.0f} "
+            f"{gflops[side]:8.1f} {100 * gflops[side] / peak_gflops:8.0f}%"
+        )
     ratio = rates["medgan_jax"] / rates["pytorch"]
     best_ratio = best["medgan_jax"] / best["pytorch"]
     fmt = "channels_last" if channels_last else "contiguous"
     print(
         f"  ratio medgan_jax / pytorch: {ratio:.2f}x (best {best_ratio:.2f}x)"
-        f"  {counts['pytorch']:,} parameters both; torch {torch.__version__} {fmt}, "
-        f"{torch.get_num_threads()} thr.; jax compile {compile_s:.0f} s"
+        f"  {counts['pytorch']:,} parameters both; {step_gflop:.1f} GFLOP/step (XLA); "
+        f"torch {torch.__version__} {fmt}, {torch.get_num_threads()} thr.; "
+        f"jax compile {compile_s:.0f} s"
     )
-    return {
+    result = {
         "images_per_s": rates,
         "best_images_per_s": best,
         "cpu_ms_per_step": cpu_ms,
         "ratio": ratio,
         "best_ratio": best_ratio,
+        "gflop_per_step": step_gflop,
+        "gflops": gflops,
+        "best_matmul_gflops": peak_gflops,
         "batch": batch,
         "image_shape": list(shape),
+        "options": options,
         "parameters": counts["pytorch"],
         "torch_memory_format": fmt,
         "reuse_memory": os.environ.get("MALLOC_ARENA_MAX") == "1",
         "ms_per_step_rounds": {side: [1000 * t for t in s] for side, s in wall.items()},
     }
+    if args.profile:  # last: a trace leaves the runtime slower for the rest of the process
+        result["profile_non_conv_ms"] = print_profile(jax_step)
+    return result
 
 
 def main() -> None:
@@ -250,7 +351,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--steps", type=int, default=0, help="timed steps per round (0: 1 / 5)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=0, help="0: 32 for resnet50, 64 else")
+    parser.add_argument("--batch", type=int, default=0, help="0: each row's (see MODELS)")
+    parser.add_argument("--profile", action="store_true", help="trace our step; see above")
     parser.add_argument(
         "--torch-format", choices=("auto", "contiguous", "channels_last"), default="channels_last"
     )
@@ -276,7 +378,12 @@ def main() -> None:
     if os.path.exists(path):
         with open(path) as f:
             results = json.load(f)
-    results.update({name: run_model(name, args) for name in names})
+    peak = best_matmul_gflops()
+    print(
+        f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; "
+        f"{platform_cpu()}, jax {jax_version()}, {os.cpu_count()} CPUs"
+    )
+    results.update({name: run_model(name, args, peak) for name in names})
     os.makedirs(args.out, exist_ok=True)
     with open(path, "w") as f:
         json.dump(results, f, indent=1)

@@ -17,8 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medgan_jax.models import layers
 from medgan_jax.models.bagan import encoder_features
-from medgan_jax.models.layers import max_pool
 
 TRUNK, HEAD = "trunk", "head"
 # torchvision's ResNet/DenseNet initialisation (He normal, fan_out) for training from scratch.
@@ -33,10 +33,10 @@ class _Trunk(nn.Module):
     bn_epsilon: float = 1e-5
 
     def conv(self, x, features, kernel, name, stride=1, padding="SAME", bias=False):
-        return nn.Conv(
+        return layers.Conv(
             features,
-            (kernel, kernel),
-            (stride, stride),
+            kernel,
+            stride,
             padding=padding,
             use_bias=bias,
             kernel_init=_CONV_INIT,
@@ -45,7 +45,7 @@ class _Trunk(nn.Module):
         )(x)
 
     def bn(self, x, name, train):
-        return nn.BatchNorm(
+        return layers.BatchNorm(
             use_running_average=not train,
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
@@ -58,11 +58,11 @@ class _Trunk(nn.Module):
         x = self.conv(x, 64, 7, "conv1_conv", stride=2, padding=((3, 3), (3, 3)), bias=bias)
         x = nn.relu(self.bn(x, "conv1_bn", train))
         # Keras zero-pads before the pool; after the ReLU that equals flax's -inf padding.
-        return max_pool(x, 3, 2, padding=(1, 1))
+        return layers.max_pool(x, 3, 2, padding=(1, 1))
 
 
 def _global_avg_pool(x: jax.Array) -> jax.Array:
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return layers.global_avg_pool(x).astype(jnp.float32)
 
 
 class SimpleCNNTrunk(_Trunk):
@@ -79,7 +79,7 @@ class SimpleCNNTrunk(_Trunk):
             x = nn.relu(self.conv(x, width, 3, f"block{i + 1}_conv", bias=True))
             if self.batch_norm:
                 x = self.bn(x, f"block{i + 1}_bn", train)
-            x = max_pool(x, 2, 2)
+            x = layers.max_pool(x, 2, 2)
         if self.pooling == "avg":
             x = _global_avg_pool(x)
         elif self.pooling == "flatten":
@@ -181,7 +181,7 @@ class DenseNet121Trunk(_Trunk):
                 name = f"pool{stage}"
                 y = nn.relu(self.bn(x, f"{name}_bn", train))
                 y = self.conv(y, int(x.shape[-1] * self.compression), 1, f"{name}_conv")
-                x = nn.avg_pool(y, (2, 2), (2, 2))
+                x = layers.avg_pool2(y)
         return _global_avg_pool(nn.relu(self.bn(x, "bn", train)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -328,28 +329,68 @@ def max_pool(
     """Max pooling of NHWC maps as an elementwise max of strided slices.
 
     Equals nn.max_pool(x, (window, window), (stride, stride), ((lo, hi), (lo, hi))) in
-    value and, where a window's maximum is unique, in gradient; its gradient is
-    elementwise selects, where XLA:CPU's select-and-scatter (reduce_window's gradient) is
-    slow (benchmarks/max_pool_step.py).
+    value and in gradient (overlapping windows: ties go to the window's first maximum, as
+    select-and-scatter gives them; non-overlapping: where a window's maximum is unique);
+    its gradient is elementwise selects and pads, where XLA:CPU's select-and-scatter
+    (reduce_window's gradient) is slow (benchmarks/max_pool_step.py).
     """
+    if window == stride and padding == (0, 0):  # non-overlapping: one reshape
+        _, h, w, _ = x.shape
+        out_h, out_w = h // stride, w // stride
+        x = x[:, : out_h * stride, : out_w * stride]
+        return x.reshape(x.shape[0], out_h, stride, out_w, stride, x.shape[-1]).max(axis=(2, 4))
+    return _overlapping_max_pool(x, window, stride, padding)
+
+
+def _pool_taps(x, window, stride, padding):
+    """x padded with -inf, and the window**2 strided slices (one per tap, row-major)."""
     lo, hi = padding
     if lo or hi:
         x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), constant_values=-jnp.inf)
     _, h, w, _ = x.shape
     out_h, out_w = (h - window) // stride + 1, (w - window) // stride + 1
-    if window == stride:  # non-overlapping: one reshape
-        x = x[:, : out_h * stride, : out_w * stride]
-        return x.reshape(x.shape[0], out_h, stride, out_w, stride, x.shape[-1]).max(axis=(2, 4))
-    result = None
+    taps = [
+        x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride]
+        for i in range(window)
+        for j in range(window)
+    ]
+    return x.shape, taps
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _overlapping_max_pool(x, window, stride, padding):
+    return functools.reduce(jnp.maximum, _pool_taps(x, window, stride, padding)[1])
+
+
+def _overlapping_max_pool_forward(x, window, stride, padding):
+    taps = _pool_taps(x, window, stride, padding)[1]
+    best, first = taps[0], jnp.zeros(taps[0].shape, jnp.int8)
+    for t, tap in enumerate(taps[1:], 1):  # the first maximum's tap, as select-and-scatter
+        first = jnp.where(tap > best, jnp.int8(t), first)
+        best = jnp.maximum(best, tap)
+    return best, (x, first)
+
+
+def _overlapping_max_pool_backward(window, stride, padding, residuals, dy):
+    x, first = residuals
+    padded_shape, _ = _pool_taps(x, window, stride, padding)
+    out_h, out_w = dy.shape[1:3]
+    zero = jnp.zeros((), dy.dtype)
+    dx = None
     for i in range(window):
         for j in range(window):
-            part = x[
-                :,
-                i : i + stride * (out_h - 1) + 1 : stride,
-                j : j + stride * (out_w - 1) + 1 : stride,
+            part = jnp.where(first == i * window + j, dy, zero)
+            pads = [
+                (offset, size - offset - stride * (out - 1) - 1, stride - 1)
+                for offset, size, out in ((i, padded_shape[1], out_h), (j, padded_shape[2], out_w))
             ]
-            result = part if result is None else jnp.maximum(result, part)
-    return result
+            part = jax.lax.pad(part, zero, [(0, 0, 0), *pads, (0, 0, 0)])
+            dx = part if dx is None else dx + part
+    lo = padding[0]
+    return (dx[:, lo : lo + x.shape[1], lo : lo + x.shape[2]].astype(x.dtype),)
+
+
+_overlapping_max_pool.defvjp(_overlapping_max_pool_forward, _overlapping_max_pool_backward)
 
 
 # ------------------------------------------------------------------- BatchNorm
@@ -396,7 +437,7 @@ def _batch_norm_backward(epsilon, residuals, cotangents):
     # then the direct use of the returned mean and variance (running averages).
     dx = (inv * scale) * (dy - (d_bias + x_hat * d_scale) / rows)
     dx = dx + d_mean / rows + d_var * (2.0 / rows) * (x - mean)
-    return dx, d_scale, d_bias
+    return dx.astype(x.dtype), d_scale, d_bias
 
 
 batch_norm_train.defvjp(_batch_norm_forward, _batch_norm_backward)
@@ -407,11 +448,14 @@ class BatchNorm(nn.Module):
     same numbers to float rounding), with reductions that are fast on XLA:CPU.
 
     `momentum` weighs the running average as in flax: 0.9 == PyTorch's momentum 0.1.
+    `dtype` is the output's dtype (None: x's promoted with float32, as flax infers it);
+    statistics, parameters and the normalisation's arithmetic stay float32, as in flax.
     """
 
     use_running_average: bool = False
     momentum: float = 0.99
     epsilon: float = 1e-5
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -420,11 +464,139 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (features,))
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        dtype = self.dtype or jnp.promote_types(x.dtype, jnp.float32)
         if self.use_running_average:
             inv = jax.lax.rsqrt(ra_var.value + self.epsilon)
-            return (x - ra_mean.value) * (inv * scale) + bias
+            return ((x - ra_mean.value) * (inv * scale) + bias).astype(dtype)
         y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-        return y
+        return y.astype(dtype)
+
+
+# ------------------------------------------------------- reductions as dots, conv
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """y + bias over the last axis; the bias gradient is `_column_sums` (a dot with ones),
+    where XLA:CPU's reduce over N, H, W (a reduce-window there) is several times slower."""
+    return y + bias.astype(y.dtype)
+
+
+def _add_bias_backward(bias, dy):
+    return dy, _column_sums(dy).astype(bias.dtype)
+
+
+add_bias.defvjp(lambda y, b: (y + b.astype(y.dtype), b), _add_bias_backward)
+
+
+@jax.custom_vjp
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """jnp.mean(x, axis=(1, 2)) of NHWC maps in float32 ([N, C]), as a batched dot with a
+    ones vector (XLA:CPU's reduce is slow); the gradient is a broadcast."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h * w, c).astype(jnp.promote_types(x.dtype, jnp.float32))
+    return jnp.einsum("nsc,s->nc", x, jnp.full((h * w,), 1.0 / (h * w), x.dtype))
+
+
+def _global_avg_pool_backward(x_like, dy):
+    n, h, w, c = x_like.shape
+    dx = jnp.broadcast_to((dy / (h * w))[:, None, None, :], x_like.shape)
+    return (dx.astype(x_like.dtype),)
+
+
+# x is the residual for its shape and dtype only (the backward pass keeps it anyway).
+global_avg_pool.defvjp(lambda x: (global_avg_pool(x), x), _global_avg_pool_backward)
+
+
+def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """[..., C_in] @ [C_in, C_out] as one 2-D matmul."""
+    y = x.reshape(-1, x.shape[-1]) @ kernel
+    return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def _conv_forward(x, kernel, stride, padding):
+    if kernel.shape[:2] == (1, 1) and padding in ("SAME", "VALID"):
+        return _pointwise(x[:, ::stride, ::stride], kernel[0, 0])
+    return _conv(x, kernel, (stride, stride), padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "SAME") -> jax.Array:
+    """lax.conv_general_dilated of NHWC maps with an HWIO kernel (square stride).
+
+    1x1 convolutions run as 2-D matmuls, forward and backward, and every kernel gradient
+    contracts over N*H*W with activations kept in their NHWC layout: XLA:CPU's own
+    kernel gradient transposes both activations to [C, H, W, N]-like layouts, with the
+    layers before fused into the transpose (classifier_throughput.py --profile).
+    """
+    return _conv_forward(x, kernel, stride, padding)
+
+
+def _conv_backward(stride, padding, residuals, dy):
+    x, kernel = residuals
+    if kernel.shape[:2] == (1, 1) and padding in ("SAME", "VALID"):
+        w = kernel[0, 0]
+        x_s = x[:, ::stride, ::stride]
+        d_kernel = (x_s.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1]))[None, None]
+        dx = _pointwise(dy, w.T)
+        if stride > 1:  # zeros between and after the strided pixels (not a scatter)
+            pads = [(0, size - (out - 1) * stride - 1, stride - 1)
+                    for size, out in zip(x.shape[1:3], dx.shape[1:3])]  # fmt: skip
+            dx = jax.lax.pad(dx, jnp.zeros((), dx.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+        return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
+    _, pullback = jax.vjp(lambda x, k: _conv(x, k, (stride, stride), padding), x, kernel)
+    return pullback(dy)
+
+
+conv.defvjp(lambda x, k, s, p: (_conv_forward(x, k, s, p), (x, k)), _conv_backward)
+
+
+class Conv(nn.Module):
+    """nn.Conv for NHWC maps with square kernels (same parameter names, shapes and dtype
+    behaviour), computed by `conv`, with the bias added by `add_bias`."""
+
+    features: int
+    kernel_size: int
+    strides: int = 1
+    padding: Any = "SAME"
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        bias = (
+            self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = conv(x, kernel, self.strides, self.padding)
+        return add_bias(y, bias) if self.use_bias else y
+
+
+@jax.custom_vjp
+def avg_pool2(x: jax.Array) -> jax.Array:
+    """nn.avg_pool(x, (2, 2), (2, 2)) of NHWC maps (an odd last row/column is dropped), as
+    a sum of four strided slices; the gradient is a broadcast, where XLA:CPU computes the
+    reduce-window and its gradient slowly."""
+    x = x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2]
+    total = x[:, 0::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 0::2] + x[:, 1::2, 1::2]
+    return total * jnp.asarray(0.25, x.dtype)
+
+
+def _avg_pool2_backward(x, dy):
+    n, h, w, c = dy.shape
+    dx = jnp.broadcast_to(
+        (dy * jnp.asarray(0.25, dy.dtype))[:, :, None, :, None], (n, h, 2, w, 2, c)
+    )
+    dx = dx.reshape(n, 2 * h, 2 * w, c)
+    pad = ((0, 0), (0, x.shape[1] - 2 * h), (0, x.shape[2] - 2 * w), (0, 0))
+    return (jnp.pad(dx, pad).astype(x.dtype),)
+
+
+# x is the residual for its shape and dtype only (the backward pass keeps it anyway).
+avg_pool2.defvjp(lambda x: (avg_pool2(x), x), _avg_pool2_backward)

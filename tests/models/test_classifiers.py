@@ -260,3 +260,19 @@ def test_max_pool_equals_flax_in_value_and_gradient(window, stride, padding, siz
     weights = jax.random.normal(jax.random.PRNGKey(1), flax_pool(x).shape)
     grad = lambda f: jax.grad(lambda v: jnp.sum(f(v) * weights))(x)
     np.testing.assert_allclose(grad(ours), grad(flax_pool), atol=1e-6)
+
+
+def test_overlapping_max_pool_gives_ties_to_the_first_maximum_as_flax():
+    import flax.linen as nn
+
+    from medgan_jax.models.layers import max_pool
+
+    # ReLU'd maps: windows of zeros are ties, which select-and-scatter gives to the first.
+    x = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(2), (2, 10, 9, 3)))
+    flax_pool = lambda v: nn.max_pool(v, (3, 3), (2, 2), ((1, 1), (1, 1)))
+    weights = jax.random.normal(jax.random.PRNGKey(3), flax_pool(x).shape)
+    grad = lambda f: jax.grad(lambda v: jnp.sum(f(v) * weights))(x)
+    np.testing.assert_array_equal(max_pool(x, 3, 2, (1, 1)), flax_pool(x))
+    np.testing.assert_allclose(
+        grad(lambda v: max_pool(v, 3, 2, (1, 1))), grad(flax_pool), atol=1e-6
+    )

@@ -122,3 +122,89 @@ def test_batch_norm_equals_flax_in_value_gradient_and_statistics(shape):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
         # Same parameter and statistic names as flax, so checkpoints stay compatible.
         assert jax.tree.structure(ours[-1]) == jax.tree.structure(flax_[-1])
+
+
+def test_batch_norm_dtype_is_the_output_dtype_with_float32_statistics():
+    x = jnp.asarray(np.random.default_rng(3).normal(1.0, 2.0, (4, 3, 3, 8)), jnp.bfloat16)
+    for train in (True, False):
+        outputs = []
+        for module_cls in (layers.BatchNorm, nn.BatchNorm):
+            module = module_cls(use_running_average=not train, dtype=jnp.bfloat16)
+            variables = module.init(jax.random.PRNGKey(0), x)
+            y, new = module.apply(variables, x, mutable=["batch_stats"])
+            assert y.dtype == jnp.bfloat16
+            assert all(v.dtype == jnp.float32 for v in jax.tree.leaves((variables, new)))
+            outputs.append((y.astype(jnp.float32), new))
+        for a, b in zip(*map(jax.tree.leaves, outputs)):
+            np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2)
+
+
+def _value_and_grads(fn, *args):
+    """fn's value and its gradients for a non-trivial cotangent (sin-weighted sum)."""
+    return jax.value_and_grad(lambda *a: jnp.sum(jnp.sin(fn(*a))), range(len(args)))(*args)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride, padding",
+    [
+        ((2, 9, 7, 5), 1, 1, "VALID"),
+        ((2, 9, 7, 5), 1, 2, "VALID"),
+        ((2, 8, 8, 5), 1, 2, "SAME"),
+        ((2, 9, 7, 5), 3, 1, "SAME"),
+        ((2, 10, 11, 3), 7, 2, ((3, 3), (3, 3))),
+    ],
+)
+def test_conv_equals_lax_convolution_in_value_and_gradients(shape, kernel, stride, padding):
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, shape[-1], 6)).astype(np.float32))
+    want = _value_and_grads(lambda x, w: layers._conv(x, w, (stride, stride), padding), x, w)
+    got = _value_and_grads(lambda x, w: layers.conv(x, w, stride, padding), x, w)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv_module_equals_flax_conv(use_bias):
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 4)).astype(np.float32))
+    ours = layers.Conv(6, 3, 2, use_bias=use_bias)
+    flax_ = nn.Conv(6, (3, 3), (2, 2), use_bias=use_bias)
+    params = flax_.init(jax.random.PRNGKey(0), x)["params"]
+    if use_bias:
+        params = {**params, "bias": jnp.linspace(-1, 1, 6)}
+    # Same parameter names and shapes, so checkpoints and Keras weights map unchanged.
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == (
+        jax.tree.map(jnp.shape, params)
+    )
+    got = _value_and_grads(lambda p, x: ours.apply({"params": p}, x), params, x)
+    want = _value_and_grads(lambda p, x: flax_.apply({"params": p}, x), params, x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    bf16 = layers.Conv(6, 3, 2, use_bias=use_bias, dtype=jnp.bfloat16).apply({"params": params}, x)
+    assert bf16.dtype == jnp.bfloat16
+
+
+def test_add_bias_and_global_avg_pool_equal_the_plain_ops():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(3, 5, 4, 7)).astype(np.float32))
+    bias = jnp.asarray(rng.normal(size=(7,)).astype(np.float32))
+    pairs = [
+        (_value_and_grads(layers.add_bias, x, bias), _value_and_grads(jnp.add, x, bias)),
+        (
+            _value_and_grads(layers.global_avg_pool, x),
+            _value_and_grads(lambda x: jnp.mean(x, axis=(1, 2)), x),
+        ),
+    ]
+    for got, want in pairs:
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 8, 3), (2, 7, 5, 3)])
+def test_avg_pool2_equals_flax_avg_pool(shape):
+    x = jnp.asarray(np.random.default_rng(7).normal(size=shape).astype(np.float32))
+    got = _value_and_grads(layers.avg_pool2, x)
+    want = _value_and_grads(lambda x: nn.avg_pool(x, (2, 2), (2, 2)), x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
