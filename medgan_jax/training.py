@@ -8,6 +8,7 @@
 - `first_bad_step` / `check_finite`: one on-device record of the first non-finite loss
   and one `NonFiniteLossError` naming it.
 - `map_split`: a function over every image of a split, gathered, padding dropped.
+- `compute_dtype`: the models' computation dtype from `config.precision`.
 
 Nothing here imports TensorFlow, so steps that use these pieces run where it is absent.
 """
@@ -84,6 +85,23 @@ def open_run(
 def mesh_of(config: ml_collections.ConfigDict) -> Mesh:
     """The mesh over config.num_devices devices (0 = all)."""
     return parallel.make_mesh(config.num_devices or None)
+
+
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> Any:
+    """The computation dtype of `config.precision` ('float32' | 'bfloat16': mixed precision,
+    with parameters, optimizer states, BatchNorm statistics and losses in float32).
+
+    Configs without the field (runs written before it existed) compute in float32."""
+    precision = config.get("precision", "float32")
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"config.precision='{precision}'; expected one of {sorted(PRECISIONS)} "
+            "('bfloat16': bfloat16 compute, float32 parameters; for GPUs and TPUs)."
+        )
+    return PRECISIONS[precision]
 
 
 def jit_step(step: Callable, mesh: Mesh, num_extra_args: int = 0) -> Callable:
