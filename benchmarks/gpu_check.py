@@ -644,6 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--peak-bf16-tflops", type=float, default=790.0)
     parser.add_argument("--peak-tf32-tflops", type=float, default=395.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--cache-dir", default="", help="XLA compilation cache ('' = none)")
     args = parser.parse_args(argv)
     args.only = {g.strip() for g in args.only.split(",") if g.strip()}
     if args.only - set(GROUPS):
@@ -664,6 +665,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         app.set_xla_cpu_flags()
     # As app.configure sets it for every job (the partitionable threefry compiles slowly).
     jax.config.update("jax_threefry_partitionable", False)
+    if args.cache_dir:  # the tests' cache: reruns load the programs (compile_s then shrinks)
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     check = Check(args, sz)
     check.meta = environment(args)
     print(
