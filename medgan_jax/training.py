@@ -2,13 +2,13 @@
 
 - `open_run`: the mesh, the run's metadata (runs.py), its checkpoint manager, metric
   writer and restored state.
+- `compute_dtype`: the models' computation dtype from `config.precision`.
 - `jit_step`: a (state, batch, *extra) -> (state, metrics) step compiled over the mesh,
   the state replicated and donated, the batch sharded over `data`.
 - `every`: whether a periodic action falls on a step.
 - `first_bad_step` / `check_finite`: one on-device record of the first non-finite loss
   and one `NonFiniteLossError` naming it.
 - `map_split`: a function over every image of a split, gathered, padding dropped.
-- `compute_dtype`: the models' computation dtype from `config.precision`.
 
 Nothing here imports TensorFlow, so steps that use these pieces run where it is absent.
 """
