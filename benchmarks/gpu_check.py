@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -56,6 +57,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
+# Third-party modules the measured code imports beyond jax/flax/optax/orbax (pure Python
+# except Pillow): a machine without them can carry them (scripts/gpu_check.sh puts
+# shared/pydeps on PYTHONPATH, e.g. pip install --target shared/pydeps --python-version 3.12
+# --only-binary=:all: ml-collections pillow pyyaml).
+REQUIRED = ("jax", "flax", "optax", "orbax", "absl", "ml_collections", "yaml", "PIL")
 GROUPS = ("resnet50", "densenet121", "dcgan", "pggan", "sample_dcgan", "sample_pggan", "ms_ssim")
 
 
@@ -655,6 +661,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.precisions = [p.strip() for p in (args.precisions or default).split(",") if p.strip()]
     if not args.precisions or set(args.precisions) - set(PRECISIONS):
         parser.error(f"--precisions: {args.precisions}; expected some of {PRECISIONS}")
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:  # say so at once, in the JSON too, instead of one ImportError per row
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
+            json.dump({"missing_modules": missing, "rows": []}, f, indent=1)
+        sys.exit(f"gpu_check: missing Python modules {missing}; see REQUIRED in {__file__}.")
     sz = sizes(args.quick)
     if args.steps:
         sz["steps"] = args.steps
