@@ -27,47 +27,11 @@ from benchmarks import side_by_side  # noqa: E402
 
 
 def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc: int = 3):
-    """pytorch/examples/dcgan/main.py's networks and training iteration, verbatim in spirit."""
-    import torch
-    import torch.nn as tnn
+    """pytorch/examples/dcgan/main.py's networks and training iteration (torch_nets.py)."""
+    from benchmarks import torch_nets
 
-    def up(c_in, c_out, stride=2, pad=1, last=False):
-        conv = tnn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False)
-        return [conv, tnn.Tanh()] if last else [conv, tnn.BatchNorm2d(c_out), tnn.ReLU(True)]
-
-    def down(c_in, c_out, bn=True):
-        layers = [tnn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
-        return layers + ([tnn.BatchNorm2d(c_out)] if bn else []) + [tnn.LeakyReLU(0.2, True)]
-
-    netG = tnn.Sequential(
-        *up(nz, ngf * 8, 1, 0), *up(ngf * 8, ngf * 4), *up(ngf * 4, ngf * 2),
-        *up(ngf * 2, ngf), *up(ngf, nc, last=True),
-    )  # fmt: skip
-    netD = tnn.Sequential(
-        *down(nc, ndf, bn=False), *down(ndf, ndf * 2), *down(ndf * 2, ndf * 4),
-        *down(ndf * 4, ndf * 8), tnn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), tnn.Sigmoid(),
-    )  # fmt: skip
-    criterion = tnn.BCELoss()
-    opt_d = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(batch, nc, 64, 64) * 2 - 1
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
-
-    def step():
-        netD.zero_grad()
-        err_real = criterion(netD(real).view(-1), ones)
-        err_real.backward()
-        fake = netG(torch.randn(batch, nz, 1, 1))
-        err_fake = criterion(netD(fake.detach()).view(-1), zeros)
-        err_fake.backward()
-        opt_d.step()
-        netG.zero_grad()
-        err_g = criterion(netD(fake).view(-1), ones)
-        err_g.backward()
-        opt_g.step()
-        return float(err_g)
-
-    return step
+    step, _ = torch_nets.dcgan_step(batch, nz, nc, ngf, ndf)
+    return lambda: float(step())
 
 
 def jax_step_and_batch(batch: int):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -31,115 +30,11 @@ from benchmarks import side_by_side  # noqa: E402
 
 
 def torch_reference(config, batch: int):
-    """The same PGGAN G/D and training iteration, written directly in PyTorch."""
-    import torch
-    import torch.nn as tnn
-    import torch.nn.functional as F
+    """The same PGGAN G/D and training iteration, written directly in PyTorch (torch_nets.py)."""
+    from benchmarks import torch_nets
 
-    p, res, channels = config.pggan, config.data.image_size, config.data.channels
-    latent, top = config.gan.latent_dim, int(math.log2(res))
-    nf = lambda stage: min(p.fmap_base // 2**stage, p.fmap_max)
-
-    class EqConv(tnn.Module):
-        def __init__(self, c_in, c_out, k, gain=2.0):
-            super().__init__()
-            self.weight = tnn.Parameter(torch.randn(c_out, c_in, k, k))
-            self.bias = tnn.Parameter(torch.zeros(c_out))
-            self.scale, self.pad = math.sqrt(gain / (c_in * k * k)), k // 2
-
-        def forward(self, x):
-            return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
-
-    class EqDense(tnn.Module):
-        def __init__(self, c_in, c_out, gain=2.0, bias=True):
-            super().__init__()
-            self.weight = tnn.Parameter(torch.randn(c_out, c_in))
-            self.bias = tnn.Parameter(torch.zeros(c_out)) if bias else None
-            self.scale = math.sqrt(gain / c_in)
-
-        def forward(self, x):
-            return F.linear(x, self.weight * self.scale, self.bias)
-
-    act = lambda x: F.leaky_relu(x, 0.2)
-    pixel_norm = lambda x: x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
-
-    class Generator(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.dense = EqDense(latent, 16 * nf(1), gain=2.0 / 16, bias=False)
-            self.bias = tnn.Parameter(torch.zeros(nf(1)))
-            self.conv4 = EqConv(nf(1), nf(1), 3)
-            self.blocks = tnn.ModuleList(
-                tnn.ModuleList([EqConv(nf(r - 2), nf(r - 1), 3), EqConv(nf(r - 1), nf(r - 1), 3)])
-                for r in range(3, top + 1)
-            )
-            self.to_rgb = EqConv(nf(top - 1), channels, 1, gain=1.0)
-
-        def forward(self, z):
-            x = self.dense(pixel_norm(z)).view(-1, nf(1), 4, 4) + self.bias.view(1, -1, 1, 1)
-            x = pixel_norm(act(self.conv4(pixel_norm(act(x)))))
-            for conv0, conv1 in self.blocks:
-                x = F.interpolate(x, scale_factor=2, mode="nearest")
-                x = pixel_norm(act(conv1(pixel_norm(act(conv0(x))))))
-            return self.to_rgb(x)
-
-    class Discriminator(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.from_rgb = EqConv(channels, nf(top - 1), 1)
-            self.blocks = tnn.ModuleList(
-                tnn.ModuleList([EqConv(nf(r - 1), nf(r - 1), 3), EqConv(nf(r - 1), nf(r - 2), 3)])
-                for r in range(top, 2, -1)
-            )
-            self.conv4 = EqConv(nf(1) + 1, nf(1), 3)
-            self.dense0 = EqDense(16 * nf(1), nf(0))
-            self.dense1 = EqDense(nf(0), 1, gain=1.0)
-
-        def forward(self, x):
-            x = act(self.from_rgb(x))
-            for conv0, conv1 in self.blocks:
-                x = F.avg_pool2d(act(conv1(act(conv0(x)))), 2)
-            g = min(p.mbstd_group_size, x.shape[0])  # groups of consecutive examples
-            y = x.view(-1, g, *x.shape[1:])
-            y = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))
-            y = y.view(-1, 1, 1, 1, 1).expand(-1, g, 1, *x.shape[2:]).reshape(-1, 1, *x.shape[2:])
-            x = act(self.conv4(torch.cat([x, y], dim=1)))
-            # Flatten in NHWC order, as the JAX model does (same parameter count either way).
-            x = act(self.dense0(x.permute(0, 2, 3, 1).flatten(1)))
-            return self.dense1(x)[:, 0]
-
-    netG, netD = Generator(), Discriminator()
-    ema = Generator()
-    ema.load_state_dict(netG.state_dict())
-    for q in ema.parameters():
-        q.requires_grad_(False)
-    adam = dict(lr=config.gan.g_lr, betas=tuple(config.gan.g_betas), eps=config.gan.adam_eps)
-    opt_g = torch.optim.Adam(netG.parameters(), **adam)
-    opt_d = torch.optim.Adam(netD.parameters(), **adam)
-    real = torch.rand(batch, channels, res, res) * 2 - 1
-
-    def step():
-        fake = netG(torch.randn(batch, latent))
-        opt_d.zero_grad()
-        real_out, fake_out = netD(real), netD(fake.detach())
-        a = torch.rand(batch, 1, 1, 1)
-        mixed = (a * real + (1 - a) * fake.detach()).requires_grad_(True)
-        (grads,) = torch.autograd.grad(netD(mixed).sum(), mixed, create_graph=True)
-        gp = (grads.flatten(1).norm(dim=1) - 1).square().mean()
-        loss_d = fake_out.mean() - real_out.mean() + 10.0 * gp + 0.001 * real_out.square().mean()
-        loss_d.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_g = -netD(fake).mean()
-        loss_g.backward()
-        opt_g.step()
-        with torch.no_grad():
-            for e, q in zip(ema.parameters(), netG.parameters()):
-                e.lerp_(q, 1.0 - config.gan.ema_decay)
-        return float(loss_g.detach())
-
-    params = sum(q.numel() for q in netG.parameters()), sum(q.numel() for q in netD.parameters())
-    return step, params
+    step, (net_g, net_d, _) = torch_nets.pggan_step(config, batch)
+    return lambda: float(step()), (torch_nets.num_params(net_g), torch_nets.num_params(net_d))
 
 
 def jax_step(config, batch: int):

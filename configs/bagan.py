@@ -52,6 +52,9 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.data.subset.update(
         imbalance_ratio=20.0, minority_class=MINORITY.get(preset, "malignant")
     )
+    # float32 | bfloat16 (mixed precision: bfloat16 compute, float32 parameters, optimizer
+    # states, BatchNorm statistics and losses; for GPUs and TPUs, slower on CPUs).
+    config.precision = "float32"
     config.gan = gan_config()
     config.gan.update(
         family="bagan",

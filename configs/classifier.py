@@ -38,6 +38,9 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = data_config(preset)
+    # float32 | bfloat16 (mixed precision: bfloat16 compute, float32 parameters, optimizer
+    # states, BatchNorm statistics and losses; for GPUs and TPUs, slower on CPUs).
+    config.precision = "float32"
     config.task = "auto"  # auto | binary | multiclass | multilabel
     config.model = ml_collections.ConfigDict(dict(name=MODEL_PRESETS[preset], options={}))
     config.optimizer = ml_collections.ConfigDict(

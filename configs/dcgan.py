@@ -83,6 +83,9 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.data = data_config(preset)
     config.gan = gan_config()
     config.gan.classes = MINORITY_CLASS.get(preset, ())
+    # float32 | bfloat16 (mixed precision: bfloat16 compute, float32 parameters, optimizer
+    # states, BatchNorm statistics and losses; for GPUs and TPUs, slower on CPUs).
+    config.precision = "float32"
     config.batch_size = 64
     config.num_steps = 3000
     config.num_devices = 0  # 0 = all

@@ -53,6 +53,9 @@ def get_config(preset: str = "synthetic_cxr") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.data = data_config(preset)
+    # float32 | bfloat16 (mixed precision: bfloat16 compute, float32 parameters, optimizer
+    # states, BatchNorm statistics and losses; for GPUs and TPUs, slower on CPUs).
+    config.precision = "float32"
     config.gan = gan_config()
     config.gan.update(
         family="pggan",

@@ -2,6 +2,7 @@
 
 - `open_run`: the mesh, the run's metadata (runs.py), its checkpoint manager, metric
   writer and restored state.
+- `compute_dtype`: the models' computation dtype from `config.precision`.
 - `jit_step`: a (state, batch, *extra) -> (state, metrics) step compiled over the mesh,
   the state replicated and donated, the batch sharded over `data`.
 - `every`: whether a periodic action falls on a step.
@@ -88,6 +89,23 @@ def open_run(
 def mesh_of(config: ml_collections.ConfigDict) -> Mesh:
     """The mesh over config.num_devices devices (0 = all)."""
     return parallel.make_mesh(config.num_devices or None)
+
+
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> Any:
+    """The computation dtype of `config.precision` ('float32' | 'bfloat16': mixed precision,
+    with parameters, optimizer states, BatchNorm statistics and losses in float32).
+
+    Configs without the field (runs written before it existed) compute in float32."""
+    precision = config.get("precision", "float32")
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"config.precision='{precision}'; expected one of {sorted(PRECISIONS)} "
+            "('bfloat16': bfloat16 compute, float32 parameters; for GPUs and TPUs)."
+        )
+    return PRECISIONS[precision]
 
 
 def jit_step(step: Callable, mesh: Mesh, num_extra_args: int = 0) -> Callable:

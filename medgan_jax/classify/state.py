@@ -14,6 +14,9 @@ import optax
 import optax.losses
 from flax import struct
 
+from medgan_jax import training
+from medgan_jax.models.classifiers import Classifier, build_classifier
+
 TASKS = ("binary", "multiclass", "multilabel")
 
 
@@ -46,6 +49,20 @@ def task_of(multi_label: bool, num_classes: int, requested: str = "auto") -> str
 
 def num_outputs(task: str, num_classes: int) -> int:
     return 1 if task == "binary" else num_classes
+
+
+def build_model(config: ml_collections.ConfigDict, outputs: int) -> Classifier:
+    """config.model (name, options) with `outputs` logits, computing in config.precision's
+    dtype (bfloat16: mixed precision; parameters and BatchNorm statistics stay float32)."""
+    options = dict(config.model.options)
+    if "dtype" in options:
+        raise ValueError(
+            "config.model.options.dtype is set; the computation dtype is config.precision "
+            "('float32' | 'bfloat16')."
+        )
+    return build_classifier(
+        config.model.name, outputs, dtype=training.compute_dtype(config), **options
+    )
 
 
 def make_optimizer(

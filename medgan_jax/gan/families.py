@@ -17,8 +17,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from medgan_jax import training
 from medgan_jax.data.records import DataError, Records
-from medgan_jax.gan import autoencoder, phases, progressive
+from medgan_jax.gan import phases, progressive
 from medgan_jax.models import bagan, dcgan, pggan
 
 CONDITIONING = ("", "projection", "acgan")
@@ -53,6 +54,7 @@ def _dcgan(config, num_classes):
         width=g.g_width,
         max_width_mult=g.max_width_mult,
         num_classes=num_classes,
+        dtype=training.compute_dtype(config),
     )
     discriminator = dcgan.Discriminator(
         resolution=data.image_size,
@@ -60,6 +62,7 @@ def _dcgan(config, num_classes):
         max_width_mult=g.max_width_mult,
         num_classes=num_classes,
         conditioning=g.conditional,
+        dtype=training.compute_dtype(config),
     )
     return generator, discriminator
 
@@ -74,6 +77,7 @@ def _pggan(config, num_classes):
         num_classes=num_classes,
         normalize_latents=p.normalize_latents,
         pixelnorm=p.pixelnorm,
+        dtype=training.compute_dtype(config),
     )
     discriminator = pggan.Discriminator(
         resolution=data.image_size,
@@ -83,6 +87,7 @@ def _pggan(config, num_classes):
         conditioning=config.gan.conditional,
         mbstd_group_size=p.mbstd_group_size,
         mbstd_num_features=p.mbstd_num_features,
+        dtype=training.compute_dtype(config),
     )
     return generator, discriminator
 
@@ -122,11 +127,23 @@ def _bagan(config, num_classes):
         latent_dim=config.gan.latent_dim,
         num_classes=num_classes,
         latent_sampling=b.latent_sampling,
+        dtype=training.compute_dtype(config),
     )
     discriminator = bagan.Discriminator(
-        resolution=data.image_size, width=b.width, num_classes=num_classes
+        resolution=data.image_size,
+        width=b.width,
+        num_classes=num_classes,
+        dtype=training.compute_dtype(config),
     )
     return generator, discriminator
+
+
+def _bagan_autoencoder(*args, **kwargs):
+    """autoencoder.pre_stage, imported when it runs: it reads the data with tf.data, and
+    building the models (benchmarks/gpu_check.py) must not need TensorFlow."""
+    from medgan_jax.gan import autoencoder
+
+    return autoencoder.pre_stage(*args, **kwargs)
 
 
 FAMILIES: dict[str, Family] = {
@@ -147,7 +164,7 @@ FAMILIES: dict[str, Family] = {
             "BAGAN-GP needs one class per image; multi-label data (CheXpert) trains the "
             "conditional PGGAN (configs/pggan.py) instead."
         ),
-        pre_stage=autoencoder.pre_stage,
+        pre_stage=_bagan_autoencoder,
     ),
 }
 

@@ -12,11 +12,16 @@ Latents: 'embedding' (BAGAN-GP) draws z ~ N(0, I) and feeds decoder(z * embed(y)
 'class_gaussian' (BAGAN) feeds decoder(mean_y + L_y z), a Gaussian fitted per class to
 the labelled latents of the training images (L_y the Cholesky factor of its covariance).
 The fitted statistics ride along as parameters that never receive gradients.
+
+`dtype` (Generator, Discriminator, Decoder) is the computation dtype (bfloat16: mixed
+precision): parameters and BatchNorm statistics stay float32; images and logits come out
+as float32.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -79,22 +84,27 @@ class Decoder(nn.Module):
     resolution: int = 64
     channels: int = 3
     width: int = 64
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         widths = encoder_widths(self.resolution, self.width)[::-1]
-        x = _act(nn.Dense(4 * 4 * widths[0], name="dense")(z)).reshape(-1, 4, 4, widths[0])
+        x = nn.Dense(4 * 4 * widths[0], dtype=self.dtype, name="dense")(z.astype(self.dtype))
+        x = _act(x).reshape(-1, 4, 4, widths[0])
         for i, features in enumerate(widths[1:]):
             x = UpConv(features, name=f"upconv{i}")(x)
-            bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i}")
+            bn = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}"
+            )
             x = _act(bn(x))
-        return jnp.tanh(UpConv(self.channels, use_bias=True, name="to_image")(x))
+        image = jnp.tanh(UpConv(self.channels, use_bias=True, name="to_image")(x))
+        return image.astype(jnp.float32)
 
 
-def _embedding(num_classes: int, latent_dim: int) -> nn.Embed:
+def _embedding(num_classes: int, latent_dim: int, dtype: Any = jnp.float32) -> nn.Embed:
     # Keras' Embedding initialiser, as in the published code: uniform(-0.05, 0.05).
     init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -0.05, 0.05)
-    return nn.Embed(num_classes, latent_dim, embedding_init=init, name="embedding")
+    return nn.Embed(num_classes, latent_dim, embedding_init=init, dtype=dtype, name="embedding")
 
 
 class Autoencoder(nn.Module):
@@ -123,11 +133,13 @@ class Generator(nn.Module):
     latent_dim: int = 128
     num_classes: int = 2
     latent_sampling: str = "embedding"  # 'embedding' (BAGAN-GP) | 'class_gaussian' (BAGAN)
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
         if self.latent_sampling == "embedding":
-            latent = z * _embedding(self.num_classes, self.latent_dim)(labels)
+            embedding = _embedding(self.num_classes, self.latent_dim, self.dtype)
+            latent = z.astype(self.dtype) * embedding(labels)
         elif self.latent_sampling == "class_gaussian":
             shape = (self.num_classes, self.latent_dim)
             mean = self.param("class_mean", nn.initializers.zeros, shape)
@@ -140,7 +152,8 @@ class Generator(nn.Module):
                 f"config.bagan.latent_sampling='{self.latent_sampling}'; expected one of "
                 f"{LATENT_SAMPLING}."
             )
-        return Decoder(self.resolution, self.channels, self.width, name="decoder")(latent, train)
+        decoder = Decoder(self.resolution, self.channels, self.width, self.dtype, name="decoder")
+        return decoder(latent, train)
 
 
 class Discriminator(nn.Module):
@@ -151,11 +164,13 @@ class Discriminator(nn.Module):
     width: int = 64
     num_classes: int = 2
     hidden: int = 512
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array, train: bool = True):
-        features = EncoderTrunk(self.width, name="trunk")(x)
-        label = nn.Embed(self.num_classes, self.hidden, name="label_embedding")(labels)
-        label = _act(nn.Dense(features.shape[-1], name="label_dense")(label))
-        h = nn.Dense(self.hidden, name="joint")(features * label)
-        return nn.Dense(1, name="out")(h)[:, 0], None
+        features = EncoderTrunk(self.width, name="trunk")(x.astype(self.dtype))
+        dt = self.dtype
+        label = nn.Embed(self.num_classes, self.hidden, dtype=dt, name="label_embedding")(labels)
+        label = _act(nn.Dense(features.shape[-1], dtype=dt, name="label_dense")(label))
+        h = nn.Dense(self.hidden, dtype=dt, name="joint")(features * label)
+        return nn.Dense(1, dtype=dt, name="out")(h)[:, 0].astype(jnp.float32), None

@@ -1,9 +1,15 @@
 """DCGAN generator and discriminator (Radford et al. 2016; pytorch/examples layout),
-for any power-of-two resolution from 32 up, optionally class-conditional."""
+for any power-of-two resolution from 32 up, optionally class-conditional.
+
+`dtype` is the computation dtype (bfloat16: mixed precision): parameters and BatchNorm
+statistics stay float32, BatchNorm normalises in float32, and the outputs (images, logits)
+are float32.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -21,9 +27,11 @@ def _num_stages(resolution: int) -> int:
     return stages
 
 
-def _batch_norm(train: bool) -> BatchNorm:
+def _batch_norm(x: jax.Array, train: bool) -> jax.Array:
+    """BatchNorm (in float32) of x, returned in x's dtype."""
     # momentum 0.9 == PyTorch's BatchNorm2d(momentum=0.1).
-    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    bn = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    return bn(x.astype(jnp.float32)).astype(x.dtype)
 
 
 class Generator(nn.Module):
@@ -34,21 +42,22 @@ class Generator(nn.Module):
     width: int = 64  # ngf: feature maps of the last hidden layer
     max_width_mult: int = 8  # feature maps are width * min(2^k, max_width_mult)
     num_classes: int = 0  # > 0: class-conditional (label embedding joined to z)
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True):
         stages = _num_stages(self.resolution)
         widths = [self.width * min(2**k, self.max_width_mult) for k in reversed(range(stages))]
+        z = z.astype(self.dtype)
         if self.num_classes:
-            z = jnp.concatenate(
-                [z, nn.Embed(self.num_classes, z.shape[-1], embedding_init=_INIT)(labels)], -1
-            )
+            embed = nn.Embed(self.num_classes, z.shape[-1], embedding_init=_INIT, dtype=self.dtype)
+            z = jnp.concatenate([z, embed(labels)], -1)
         # ConvTranspose(nz -> w, 4, 1, 0) on a 1x1 input is a dense layer to 4x4xw.
-        x = nn.Dense(4 * 4 * widths[0], use_bias=False, kernel_init=_INIT)(z)
-        x = nn.relu(_batch_norm(train)(x.reshape(z.shape[0], 4, 4, widths[0])))
+        x = nn.Dense(4 * 4 * widths[0], use_bias=False, kernel_init=_INIT, dtype=self.dtype)(z)
+        x = nn.relu(_batch_norm(x.reshape(z.shape[0], 4, 4, widths[0]), train))
         for width in widths[1:]:
-            x = nn.relu(_batch_norm(train)(UpConv(width)(x)))
-        return jnp.tanh(UpConv(self.channels)(x))
+            x = nn.relu(_batch_norm(UpConv(width)(x), train))
+        return jnp.tanh(UpConv(self.channels)(x)).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -63,21 +72,27 @@ class Discriminator(nn.Module):
     max_width_mult: int = 8
     num_classes: int = 0
     conditioning: str = ""  # '' | 'projection' | 'acgan'
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True):
         stages = _num_stages(self.resolution)
+        x = x.astype(self.dtype)
         for k in range(stages):
             x = DownConv(self.width * min(2**k, self.max_width_mult))(x)
             if k > 0:  # DCGAN: no BatchNorm on the first layer
-                x = _batch_norm(train)(x)
+                x = _batch_norm(x, train)
             x = nn.leaky_relu(x, 0.2)
         # Conv(w, 1, 4, 1, 0) on the 4x4 map is a dense layer over the flattened map.
         features = x.reshape(x.shape[0], -1)
-        logits = nn.Dense(1, use_bias=False, kernel_init=_INIT)(features)[:, 0]
+        dense = lambda n, **kw: nn.Dense(n, kernel_init=_INIT, dtype=self.dtype, **kw)
+        logits = dense(1, use_bias=False)(features)[:, 0]
         if self.conditioning == "projection":
-            embed = nn.Embed(self.num_classes, features.shape[-1], embedding_init=_INIT)(labels)
-            logits = logits + jnp.sum(embed * features, axis=-1)
+            embed = nn.Embed(
+                self.num_classes, features.shape[-1], embedding_init=_INIT, dtype=self.dtype
+            )(labels)
+            logits = logits + jnp.sum(embed * features, axis=-1, dtype=jnp.float32)
+        logits = logits.astype(jnp.float32)
         if self.conditioning == "acgan":
-            return logits, nn.Dense(self.num_classes, kernel_init=_INIT)(features)
+            return logits, dense(self.num_classes)(features).astype(jnp.float32)
         return logits, None

@@ -188,7 +188,7 @@ class _Conv4x4(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
         y = self.op(x, kernel.astype(x.dtype))
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
@@ -287,7 +287,7 @@ class EqualizedDense(nn.Module):
         kernel = self.param("kernel", nn.initializers.normal(1.0), (x.shape[-1], self.features))
         y = x @ (kernel * equalized_scale(x.shape[-1], self.gain)).astype(x.dtype)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
@@ -316,7 +316,7 @@ class EqualizedConv(nn.Module):
         else:
             y = _conv(x, kernel, padding="SAME")
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 

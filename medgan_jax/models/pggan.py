@@ -8,11 +8,14 @@ norm after every G convolution, minibatch standard deviation before D's last blo
 LeakyReLU 0.2, no output activation. Class conditioning as in the official code: the
 label vector (one-hot of a class id, or a multi-hot vector) is joined to the latent, and
 D optionally predicts it ('acgan') or projects it onto its features ('projection').
+`dtype` is the computation dtype (bfloat16: mixed precision): parameters stay float32 and
+the outputs (images, scores, class logits) are float32.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -107,7 +110,7 @@ class _GFirstBlock(nn.Module):
         # Official gain sqrt(2)/4 on the weights, i.e. gain 2/16 in sqrt(gain / fan_in).
         x = EqualizedDense(16 * self.features, gain=2.0 / 16, use_bias=False, name="dense")(x)
         x = x.reshape(x.shape[0], 4, 4, self.features)
-        x = x + self.param("bias", nn.initializers.zeros, (self.features,))
+        x = x + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
         x = norm(_act(x))
         return norm(_act(EqualizedConv(self.features, name="conv")(x)))
 
@@ -129,6 +132,7 @@ class Generator(nn.Module):
     stage_resolution: int = 0
     fading: bool = False
     alpha: float = 1.0  # default when the call passes none (sampling mid-fade)
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     def nf(self, res: int) -> int:
         return num_features(_stage(res), self.fmap_base, self.fmap_max)
@@ -145,9 +149,9 @@ class Generator(nn.Module):
         all_res = resolutions(self.resolution)
         stage = _check_stage(self.stage_resolution, self.resolution, "Generator")
         alpha = self.alpha if alpha is None else alpha
-        x = z
+        x = z.astype(self.dtype)
         if self.num_classes:
-            x = jnp.concatenate([z, label_vector(labels, self.num_classes).astype(z.dtype)], -1)
+            x = jnp.concatenate([x, label_vector(labels, self.num_classes).astype(x.dtype)], -1)
         if self.normalize_latents:
             x = pixel_norm(x)
         # At init every block and toRGB is built, so checkpoints hold all resolutions.
@@ -166,8 +170,8 @@ class Generator(nn.Module):
             if top == 4:
                 raise ValueError("Generator: fading needs stage_resolution >= 8.")
             low = upsample_nearest(to_rgb(previous, top // 2), 2)
-            image = low + (image - low) * alpha
-        return image
+            image = low + (image - low) * jnp.asarray(alpha, image.dtype)
+        return image.astype(jnp.float32)
 
 
 class _DBlock(nn.Module):
@@ -204,9 +208,11 @@ class _DLastBlock(nn.Module):
         scores = out[:, 0]
         if self.conditioning == "projection":
             embed = EqualizedDense(features.shape[-1], gain=1.0, use_bias=False, name="embed")
-            scores = scores + jnp.sum(embed(label_vector(labels, self.num_classes)) * features, -1)
+            label = label_vector(labels, self.num_classes).astype(features.dtype)
+            scores = scores + jnp.sum(embed(label) * features, -1, dtype=jnp.float32)
+        scores = scores.astype(jnp.float32)
         if self.conditioning == "acgan":
-            return scores, out[:, 1:]
+            return scores, out[:, 1:].astype(jnp.float32)
         return scores, None
 
 
@@ -227,6 +233,7 @@ class Discriminator(nn.Module):
     stage_resolution: int = 0
     fading: bool = False
     alpha: float = 1.0
+    dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
     def nf(self, res: int) -> int:
         return num_features(_stage(res), self.fmap_base, self.fmap_max)
@@ -254,6 +261,7 @@ class Discriminator(nn.Module):
             raise ValueError(
                 f"Discriminator at stage {top}x{top} got images of {x.shape[1]}x{x.shape[2]}."
             )
+        x = x.astype(self.dtype)
         from_rgb = lambda v, r: _act(EqualizedConv(self.nf(r), 1, name=f"from_rgb_{r}")(v))
         if init:  # build every fromRGB
             for res in all_res[:-1]:
@@ -266,7 +274,7 @@ class Discriminator(nn.Module):
             h = _DBlock(self.nf(res), self.nf(res // 2), name=f"block_{res}")(h)
             if res == top and self.fading and not init:
                 low = from_rgb(downsample_average(x, 2), top // 2)
-                h = low + (h - low) * alpha
+                h = low + (h - low) * jnp.asarray(alpha, h.dtype)
         return _DLastBlock(
             self.nf(4),
             num_features(0, self.fmap_base, self.fmap_max),
