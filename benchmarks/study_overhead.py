@@ -226,8 +226,10 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
         single = jax.jit(step, donate_argnums=0)
         together = jax.jit(jax.vmap(step), donate_argnums=0)
         batches = stack(*[batch_of() for _ in states])
-        one = seconds_per_step(lambda s: single(s, batch_of())[0], states[0])
-        all_ = seconds_per_step(lambda s: together(s, batches)[0], stack(*states))
+        stacked = stack(*states)  # before the single steps donate states[0]
+        batch = batch_of()
+        one = seconds_per_step(lambda s: single(s, batch)[0], states[0])
+        all_ = seconds_per_step(lambda s: together(s, batches)[0], stacked)
         return {"one_at_a_time": seeds * one, "vmapped": all_, "ratio": seeds * one / all_}
 
     def batch_of(n):

@@ -177,6 +177,7 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     class-weighted loss instead) and the ceiling (real_topup: unused real malignant images).
     """
     config.size_unit = "minority"
+    config.data.image_size = config.data.synthetic.size = 32
     config.data.subset.class_counts = "benign=400"
     config.sizes = ("10", "50", "200")
     config.seeds = (0, 1, 2)

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from medgan_jax import checkpoint, runs
-from medgan_jax.classify.state import num_outputs, scores_of
-from medgan_jax.models.classifiers import HEAD, TRUNK, build_classifier
+from medgan_jax.classify.state import build_model, num_outputs, scores_of
+from medgan_jax.models.classifiers import HEAD, TRUNK
 
 
 def load_variables(workdir: str) -> dict:
@@ -43,11 +43,7 @@ def load_classifier(workdir: str) -> Classifier:
     """The network and best (else latest) weights of a train_classifier.py run."""
     run = runs.load(workdir, kind="classifier")
     config = run.config
-    model = build_classifier(
-        config.model.name,
-        num_outputs(run.task, len(run.class_names)),
-        **config.model.options.to_dict(),
-    )
+    model = build_model(config, num_outputs(run.task, len(run.class_names)))
     return Classifier(run, model, load_variables(workdir))
 
 

@@ -25,6 +25,7 @@ from medgan_jax.augment import registry as augment_registry
 from medgan_jax.classify import mixing, predict
 from medgan_jax.classify.state import (
     ClassifierState,
+    build_model,
     class_weights,
     make_init,
     make_optimizer,
@@ -35,7 +36,6 @@ from medgan_jax.classify.steps import make_predict, make_train_step
 from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import DataError, Records
 from medgan_jax.metrics import classification
-from medgan_jax.models.classifiers import build_classifier
 from medgan_jax.models.keras_weights import load_keras_weights
 from medgan_jax.parallel import DATA_AXIS
 from medgan_jax.writers import Progress
@@ -272,6 +272,7 @@ def classifier_programs(
     key = training.config_key(
         "classifier",
         config.model,
+        config.get("precision", "float32"),
         config.optimizer,
         config.augment,
         config.augment_params,
@@ -281,9 +282,7 @@ def classifier_programs(
     )
 
     def build() -> Programs:
-        model = build_classifier(
-            config.model.name, num_outputs(task, num_classes), **config.model.options
-        )
+        model = build_model(config, num_outputs(task, num_classes))
         tx = make_optimizer(config.optimizer, total_steps)
         higher = HIGHER_IS_BETTER[config.early_stopping.metric]
         replicated = parallel.replicated(mesh)

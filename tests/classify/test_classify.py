@@ -234,6 +234,15 @@ def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(ful
     )
 
 
+def test_config_precision_reaches_the_trained_model():
+    weights = np.ones(2, np.float32)
+    config = smoke(precision="bfloat16")
+    programs = train.classifier_programs(config, "binary", 2, 4, 2, weights, parallel.make_mesh(1))
+    assert programs.model.dtype == jnp.bfloat16
+    programs = train.classifier_programs(smoke(), "binary", 2, 4, 2, weights, parallel.make_mesh(1))
+    assert programs.model.dtype == jnp.float32
+
+
 def test_bad_checkpoint_policy_names_the_field(tmp_path):
     with pytest.raises(ValueError, match="config.checkpoints='sometimes'"):
         train.train_and_evaluate(smoke(checkpoints="sometimes"), str(tmp_path))
