@@ -1,6 +1,7 @@
 """The study's cost per run against its arithmetic: wall time vs the time of its steps.
 
   python benchmarks/study_overhead.py [--sizes 50] [--seed 0] [--methods base,dcgan,...]
+                                      [--image-size 32] [--seeds-together 3]
 
 Runs one cell of the demo study (configs/study.py:demo) per size, in one process as the
 study does (fresh folders, the persistent compilation cache as the study finds it), and
@@ -38,16 +39,34 @@ sys.path.insert(0, str(ROOT))
 from medgan_jax import app  # noqa: E402
 
 RUNS: list[dict] = []  # one row per timed run, filled by the wrappers below
+COMPILE_SECONDS = [0.0]  # JAX's tracing, lowering and compiling (or cache loading) so far
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+def count_compile_time(event: str, seconds: float, **kwargs) -> None:
+    if event in COMPILE_EVENTS:
+        COMPILE_SECONDS[0] += seconds
 
 
 def timed(kind: str, fn, describe):
-    """fn wrapped to append {kind, wall, details} to RUNS on every call."""
+    """fn wrapped to append {kind, wall, compile, details} to RUNS on every call."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        started, compiled = time.perf_counter(), COMPILE_SECONDS[0]
         result = fn(*args, **kwargs)
-        RUNS.append({"kind": kind, "wall": time.perf_counter() - started, **describe(*args)})
+        RUNS.append(
+            {
+                "kind": kind,
+                "wall": time.perf_counter() - started,
+                "compile": COMPILE_SECONDS[0] - compiled,
+                **describe(*args),
+            }
+        )
         return result
 
     return wrapper
@@ -55,11 +74,14 @@ def timed(kind: str, fn, describe):
 
 def instrument() -> None:
     """Times every classifier run, GAN training and sampling the study starts."""
+    import jax
+
     from medgan_jax.classify import train as classify_train
     from medgan_jax.gan import sample
     from medgan_jax.gan import train as gan_train
     from medgan_jax.study import runner
 
+    jax.monitoring.register_event_duration_secs_listener(count_compile_time)
     runner.classify_train.train_and_evaluate = timed(
         "classifier",
         classify_train.train_and_evaluate,
@@ -256,13 +278,15 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
 COMPUTE = {"classifier": classifier_compute, "gan": gan_compute, "sampling": sampling_compute}
 
 
-def run_cell(size: str, seed: int, methods: list[str], root: str) -> list[dict]:
+def run_cell(size: str, seed: int, methods: list[str], root: str, image_size: int) -> list[dict]:
     """One cell of the demo study, every run timed; returns its rows."""
     from configs import study as study_config
     from medgan_jax.data import load_split
     from medgan_jax.study import grid, runner
 
     config = study_config.get_config("demo")
+    if image_size:
+        config.data.image_size = config.data.synthetic.size = image_size
     say = runner.StudyLog()
     cell = grid.cell_root(root, size, seed)
     manifest = runner.write_subset_manifest(config, size, seed, cell, say)
@@ -281,13 +305,56 @@ def describe(row: dict, root: str) -> str:
     return path.replace("size=", "").replace("seed=", "").replace("method=", "")
 
 
+def with_sampling_in_its_gan(rows: list[dict]) -> list[dict]:
+    """Each sampling run added to the GAN run it samples (the study's GAN cost is both)."""
+    merged = []
+    for row in rows:
+        if row["kind"] == "sampling":
+            gan = next(r for r in reversed(merged) if r["workdir"] == row["workdir"])
+            for key in ("wall", "compile", "compute"):
+                gan[key] += row[key]
+            gan["sampled"] = row["num"]
+        else:
+            merged.append(dict(row))
+    return merged
+
+
+def print_table(rows: list[dict], root: str) -> list[dict]:
+    """The per-run table (and totals); returns its rows for the JSON."""
+    header = f"{'run':<44} {'wall s':>7} {'compile s':>9} {'compute s':>9}"
+    print(f"\n{header} {'wall/compute':>12} {'without compile':>15}")
+    table = []
+    for row in rows + [total_row(rows)]:
+        name = row.get("run") or describe(row, root)
+        ratio, warm = row["wall"] / row["compute"], (row["wall"] - row["compile"]) / row["compute"]
+        if row["kind"] == "gan" and "sampled" in row:
+            name += f" + {row['sampled']} sampled"
+        print(
+            f"{name:<44} {row['wall']:7.2f} {row['compile']:9.2f} {row['compute']:9.2f} "
+            f"{ratio:12.2f} {warm:15.2f}"
+        )
+        keep = {k: v for k, v in row.items() if k not in ("config", "workdir")}
+        table.append(keep | {"run": name, "ratio": ratio, "ratio_without_compile": warm})
+    return table
+
+
+def total_row(rows: list[dict]) -> dict:
+    total = {key: sum(r[key] for r in rows) for key in ("wall", "compile", "compute")}
+    return total | {"kind": "total", "run": "total"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="50", help="comma-separated demo sizes")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", default="0,1", help="the cell's seeds (the first compiles the programs)"
+    )
     parser.add_argument(
         "--methods",
         default="base,oversample,weighted,classic,dcgan,dcgan_transfer,real_topup",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=0, help="override the demo's (0: keep it)"
     )
     parser.add_argument("--seeds-together", type=int, default=3, help="0: skip that probe")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
@@ -299,25 +366,16 @@ def main() -> None:
     rows = []
     try:
         for size in args.sizes.split(","):
-            rows += run_cell(size, args.seed, args.methods.split(","), root)
+            for seed in map(int, args.seeds.split(",")):
+                rows += run_cell(size, seed, args.methods.split(","), root, args.image_size)
         study_wall = time.perf_counter() - started
         for row in rows:
             row.update(COMPUTE[row["kind"]](row))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{'run':<52} {'wall s':>8} {'compute s':>10} {'ratio':>7}")
-    table = []
-    for row in rows:
-        ratio = row["wall"] / row["compute"]
-        print(f"{describe(row, root):<52} {row['wall']:8.2f} {row['compute']:10.2f} {ratio:7.2f}")
-        table.append(
-            {k: v for k, v in row.items() if k != "config"}
-            | {"run": describe(row, root), "ratio": ratio}
-        )
-    wall = sum(r["wall"] for r in rows)
-    compute = sum(r["compute"] for r in rows)
-    print(f"{'total':<52} {wall:8.2f} {compute:10.2f} {wall / compute:7.2f}")
-    print(f"cell(s) wall incl. set-up: {study_wall:.1f} s on {cpu_model()}")
+    rows = with_sampling_in_its_gan(rows)
+    table = print_table(rows, root)
+    print(f"cells' wall incl. set-up: {study_wall:.1f} s on {cpu_model()}")
     together = {}
     if args.seeds_together:
         clf = next(r for r in rows if r["kind"] == "classifier")["config"]
@@ -335,7 +393,6 @@ def main() -> None:
         "cpu": cpu_model(),
         "args": vars(args),
         "runs": [{k: v for k, v in r.items() if k != "workdir"} for r in table],
-        "total": {"wall": wall, "compute": compute, "ratio": wall / compute},
         "cells_wall": study_wall,
         "seeds_together": together,
     }
