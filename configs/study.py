@@ -171,10 +171,13 @@ def transfer_config(gan: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 def demo_config(config: ml_collections.ConfigDict) -> None:
     """The README's main command: a rare-class learning curve that fits a laptop CPU.
 
-    400 benign lesions and 10, 50 or 200 malignant ones at 64x64; every GAN trains on its
+    400 benign lesions and 10, 50 or 200 malignant ones at 32x32; every GAN trains on its
     cell's malignant images only and tops the malignant class up to 400 ('balance'), as do
     the controls (oversample: the cell's malignant images repeated; weighted: a
     class-weighted loss instead) and the ceiling (real_topup: unused real malignant images).
+    32x32 because at 64x64 the steps alone of its 63 classifiers and 27 GAN runs exceed the
+    quickstart's 10 minutes on a 2-core CPU (compare benchmarks/study_overhead.py's compute
+    column at --image-size 64 and 32).
     """
     config.size_unit = "minority"
     config.data.image_size = config.data.synthetic.size = 32
@@ -192,8 +195,7 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     )
     config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
     config.synthetic_amount = "balance"
-    # Budget: 36 classifiers of ~2,500 images shown and 9 GANs of 12,800 fit 15 minutes on
-    # 2 CPU cores; BatchNorm makes the small CNN learn within it.
+    # BatchNorm makes the small CNN learn within this budget.
     config.classifier.update(num_epochs=5, min_train_steps=80, batch_size=32)
     config.classifier.model.options = dict(widths=(16, 32, 64), hidden=64, batch_norm=True)
     config.classifier.early_stopping.patience = 5

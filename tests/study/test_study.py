@@ -125,7 +125,7 @@ def test_sizes_are_parsed_or_rejected():
 
 def test_minority_sizes_shrink_only_the_rare_class(tmp_path):
     config = get_config("demo")
-    assert config.data.image_size == 64 and config.size_unit == "minority"
+    assert config.data.image_size == 32 and config.size_unit == "minority"
     # The demo compares the generator with the rebalancing controls and the real ceiling.
     assert config.methods == (
         "base",
