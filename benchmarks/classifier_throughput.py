@@ -33,7 +33,12 @@ transposes of XLA's own conv kernel gradients, with the layers before fused into
 kernel gradient a matmul over N*H*W in NHWC); the 3x3/2 stem max-pool's gradient
 (max_pool's custom VJP: the first maximum's tap, then pads) and DenseNet's 2x2 average
 pools (avg_pool2). Left: the 3x3 kernel gradients' transposes, BatchNorm's elementwise
-passes and DenseNet's concatenations.
+passes and DenseNet's concatenations; and in DenseNet, XLA fuses the stem max-pool's
+gradient pads with the sum of the first dense block's BatchNorm gradients (the
+concatenation's adjoint), recomputing that sum per tap (one slice_select_fusion, about
+1 s of a batch-8 step; jax.lax.optimization_barrier does not stop this fusion on XLA:CPU).
+On a quiet machine PyTorch's DenseNet-121 step ran about 2.6x faster than ours (2026-12-02);
+under load from other jobs PyTorch's eager step slowed far more than ours did.
 
 --reuse-memory re-runs the script with glibc told to keep freed memory (one arena, no
 mmap, no trim; both sides): on this VM every fresh page costs a 1-2 us fault, and both
