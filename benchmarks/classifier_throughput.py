@@ -1,21 +1,44 @@
 """Classifier training throughput: this project's jit step vs a PyTorch eager reference.
 
-  python benchmarks/classifier_throughput.py [--models resnet50,simple_cnn] [--steps N]
+  python benchmarks/classifier_throughput.py [--models resnet50,densenet121,...] [--steps N]
                     [--batch N] [--rounds 3] [--torch-format channels_last] [--reuse-memory]
+                    [--profile]
 
-For each model both sides train the identical network on the same random batch in this
-one process: ResNet-50 (keras.applications' v1 layout, 224x224x3, batch 32) and SimpleCNN
-(the chest X-ray seed's, 128x128x1, batch 64). Our side is the real training code
-(build_classifier, make_optimizer/create_state, make_train_step jitted with the state
-donated, batch sharded over a 1-device mesh); PyTorch's is the same network written out
-below (parameter counts are checked equal), in channels_last memory format (ResNet-50:
-1.7 s vs 2.8 s/step contiguous at batch 16; SimpleCNN: equal; --torch-format auto
-re-measures). Both: fp32, Adam (lr 1e-3, betas 0.9/0.999; our lr follows the config's
-warm-up schedule, which costs nothing), one logit with sigmoid BCE, no augmentation, train
-mode (BN batch statistics, dropout). Compile and warm-up are excluded; timed rounds
-alternate so machine noise hits both alike. Prints the median (and best) images/s of
-each, process CPU time per step (less sensitive to other jobs on a shared machine) and the
-ratio; writes benchmarks/results/classifier_throughput.json (other models' entries kept).
+For each row both sides train the identical network on the same random batch in this one
+process: ResNet-50 and DenseNet-121 (keras.applications' layouts, 224x224x3, batch 32),
+SimpleCNN (the chest X-ray seed's, 128x128x1, batch 64) and simple_cnn_demo (the demo
+study's SimpleCNN: widths 16/32/64, hidden 64, BatchNorm; 64x64x3, batch 32). Our side is
+the real training code (build_classifier, make_optimizer/create_state, make_train_step
+jitted with the state donated, batch sharded over a 1-device mesh); PyTorch's is the same
+network written out below (parameter counts are checked equal), in channels_last memory
+format (ResNet-50: 1.7 s vs 2.8 s/step contiguous at batch 16; SimpleCNN: equal;
+--torch-format auto re-measures). Both: fp32, Adam (lr 1e-3, betas 0.9/0.999; our lr
+follows the config's warm-up schedule, which costs nothing), one logit with sigmoid BCE,
+no augmentation, train mode (BN batch statistics, dropout). Compile and warm-up are
+excluded; timed rounds alternate so machine noise hits both alike. Prints the median (and
+best) images/s of each, process CPU time per step (less sensitive to other jobs on a
+shared machine), the ratio, and each side's FLOP rate (XLA's cost analysis of our compiled
+step, the same arithmetic for both, over the step time) against this machine's best f32
+matmul rate measured at the start (dcgan_layers.best_matmul_gflops); writes
+benchmarks/results/classifier_throughput.json (other rows' entries kept).
+
+--profile then traces a few of our steps (jax.profiler) and prints the non-convolution
+ops' time by kind (dcgan_layers.non_conv_op_ms; XLA:CPU runs convolutions asynchronously,
+so the trace times only their launch). What it blamed, and the exact rewrites that
+followed (medgan_jax/models/layers.py, each tested equal in value and gradient):
+flax's BatchNorm reductions and the conv-bias / global-pool gradients (reduce and
+reduce-window fusions: BatchNorm, add_bias and global_avg_pool use dots with ones); the
+transposes of XLA's own conv kernel gradients, with the layers before fused into them
+(1x1 convolutions, most of ResNet-50's and DenseNet-121's, are `conv`'s 2-D matmuls, the
+kernel gradient a matmul over N*H*W in NHWC); the 3x3/2 stem max-pool's gradient
+(max_pool's custom VJP: the first maximum's tap, then pads) and DenseNet's 2x2 average
+pools (avg_pool2). Left: the 3x3 kernel gradients' transposes, BatchNorm's elementwise
+passes and DenseNet's concatenations; and in DenseNet, XLA fuses the stem max-pool's
+gradient pads with the sum of the first dense block's BatchNorm gradients (the
+concatenation's adjoint), recomputing that sum per tap (one slice_select_fusion, about
+1 s of a batch-8 step; jax.lax.optimization_barrier does not stop this fusion on XLA:CPU).
+On a quiet machine PyTorch's DenseNet-121 step ran about 2.6x faster than ours (2026-12-02);
+under load from other jobs PyTorch's eager step slowed far more than ours did.
 
 --reuse-memory re-runs the script with glibc told to keep freed memory (one arena, no
 mmap, no trim; both sides): on this VM every fresh page costs a 1-2 us fault, and both
