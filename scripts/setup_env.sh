@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv (once) and installs the given requirements file when it changed.
 # Usage: source scripts/setup_env.sh requirements.txt|requirements-dev.txt
+# Installs with uv when it can get it (a fresh environment in a fraction of pip's time),
+# else with pip; both resolve the same pins.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 reqs="${1:-requirements.txt}"
@@ -8,8 +10,11 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.installed-$(cat requirements.txt "$reqs" | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$reqs"
+  if ! { .venv/bin/python -m pip install -q uv 2>/dev/null \
+      && VIRTUAL_ENV="$PWD/.venv" .venv/bin/python -m uv pip install -q -r "$reqs"; }; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r "$reqs"
+  fi
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -117,6 +117,11 @@ def gan_workdir(cell: str, gan: str) -> str:
     return os.path.join(cell, f"gan={gan}")
 
 
+def pretrain_workdir(root: str, gan: str, key: str) -> str:
+    """A transferred GAN's pretraining run, shared by the cells whose images give `key`."""
+    return os.path.join(root, "pretrain", f"gan={gan}.pretrain-{key}")
+
+
 def method_workdir(cell: str, name: str) -> str:
     return os.path.join(cell, f"method={name}")
 

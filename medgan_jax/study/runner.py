@@ -11,6 +11,7 @@ reference classifier is the grid's own size=all base cell when it has one.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from medgan_jax import runs
 from medgan_jax.classify import mixing
 from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split, subsets
+from medgan_jax.data.records import select_classes
 from medgan_jax.gan import families, sample
 from medgan_jax.gan import train as gan_train
 from medgan_jax.study import aggregate, comparisons, grid, report
@@ -146,9 +148,13 @@ def generated_folder(
 def fine_tuning_config(
     config: ml_collections.ConfigDict, gan: str, gan_config: ml_collections.ConfigDict, cell, say
 ) -> ml_collections.ConfigDict:
-    """Transfer: pretrains (once per cell) on the cell's majority-class training images (all
-    of its classes for a conditional GAN) for `pretrain.num_steps`, then returns the config
-    that fine-tunes that run on the minority class's images for the rest of `num_steps`."""
+    """Transfer: pretrains on the cell's majority-class training images (all of its classes
+    for a conditional GAN) for `pretrain.num_steps`, then returns the config that
+    fine-tunes that run on the minority class's images for the rest of `num_steps`.
+
+    The pretraining run is named by what it trains on (its config and its exact images),
+    so cells whose majority images are identical (the demo's sizes of one seed share their
+    400 benign images) share one run, which they would otherwise repeat bit for bit."""
     pretrain = gan_config.pretrain
     if not 0 < pretrain.num_steps < gan_config.num_steps:
         raise ValueError(
@@ -158,10 +164,11 @@ def fine_tuning_config(
     first = _without_pretrain(gan_config)
     first.num_steps = pretrain.num_steps
     first.gan.classes = ()  # a conditional GAN pretrains on every class of the cell
+    subset = load_split(first.data, "train")
     if not families.is_conditional(first):
-        subset = load_split(first.data, "train")
         first.gan.classes = tuple(c for c in subset.class_names if c != config.minority_class)
-    workdir = grid.gan_workdir(cell, f"{gan}.pretrain")
+    study_root = os.path.dirname(os.path.dirname(cell))
+    workdir = grid.pretrain_workdir(study_root, gan, pretraining_key(first, subset))
     if not os.path.exists(os.path.join(workdir, "checkpoints")):
         say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
     gan_train.train(first, workdir)  # resumes, or returns at once when it is done
@@ -171,6 +178,19 @@ def fine_tuning_config(
     second.gan.init.from_run = workdir
     second.gan.init.freeze_d_layers = pretrain.freeze_d_layers
     return second
+
+
+def pretraining_key(first: ml_collections.ConfigDict, subset) -> str:
+    """A digest of a pretraining run's config (less the manifest's path) and the ordered
+    images and labels it trains on: equal keys give the same run."""
+    config = json.loads(first.to_json_best_effort())
+    config["data"]["subset"].pop("manifest", None)
+    images = select_classes(subset, first.gan.classes)
+    content = json.dumps(
+        [config, images.class_names, images.ids.tolist(), images.labels.tolist()],
+        sort_keys=True,
+    )
+    return hashlib.sha1(content.encode()).hexdigest()[:12]
 
 
 def _without_pretrain(gan_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

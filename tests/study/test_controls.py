@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,15 +161,37 @@ def test_transfer_pretrains_on_the_cells_majority_images_only(tmp_path):
     subset = set(_manifest_ids(cell / "manifest_train.csv"))
     train = load_split(everything_of(config), "train")
     label_of = dict(zip(train.ids.tolist(), train.labels.tolist()))
-    pretrained = _manifest_ids(cell / "gan=dcgan_transfer.pretrain" / "manifest_gan_train.csv")
+    fine = json.loads((cell / "gan=dcgan_transfer" / "config.json").read_text())
+    pretrain = Path(fine["gan"]["init"]["from_run"])
+    assert pretrain.parent == tmp_path / "pretrain"
+    pretrained = _manifest_ids(pretrain / "manifest_gan_train.csv")
     assert len(pretrained) == 24 and set(pretrained) <= subset
     assert all(label_of[i] == 0 for i in pretrained)  # benign: the majority class
     tuned = _manifest_ids(cell / "gan=dcgan_transfer" / "manifest_gan_train.csv")
     assert len(tuned) == 6 and all(label_of[i] == 1 for i in tuned)
-    fine = json.loads((cell / "gan=dcgan_transfer" / "config.json").read_text())
-    assert fine["gan"]["init"]["from_run"] == str(cell / "gan=dcgan_transfer.pretrain")
-    first = json.loads((cell / "gan=dcgan_transfer.pretrain" / "config.json").read_text())
+    first = json.loads((pretrain / "config.json").read_text())
     assert first["num_steps"] + fine["num_steps"] == config.gans.dcgan.num_steps
+
+
+def test_cells_with_the_same_majority_images_share_one_pretraining_run(tmp_path):
+    config = _controls_config()
+    config.update(methods=("dcgan_transfer",), sizes=("4", "6"), seeds=(0, 1))
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    used = {}
+    for size in config.sizes:
+        for seed in config.seeds:
+            cell = tmp_path / f"size={size}" / f"seed={seed}"
+            fine = json.loads((cell / "gan=dcgan_transfer" / "config.json").read_text())
+            pretrain = Path(fine["gan"]["init"]["from_run"])
+            train = load_split(everything_of(config), "train")
+            label_of = dict(zip(train.ids.tolist(), train.labels.tolist()))
+            benign = {i for i in _manifest_ids(cell / "manifest_train.csv") if label_of[i] == 0}
+            assert set(_manifest_ids(pretrain / "manifest_gan_train.csv")) == benign
+            used.setdefault(seed, set()).add(pretrain)
+    assert all(len(runs) == 1 for runs in used.values())  # one per seed, shared by sizes
+    assert used[0] != used[1]  # another seed trains its own
+    assert len(list((tmp_path / "pretrain").iterdir())) == 2
 
 
 def test_a_conditional_gan_pretrains_on_every_class_and_fine_tunes_on_the_minority(tmp_path):
@@ -178,7 +201,8 @@ def test_a_conditional_gan_pretrains_on_every_class_and_fine_tunes_on_the_minori
     results = runner.main(config, str(tmp_path))
     assert not results["failed_cells"]
     cell = tmp_path / "size=6" / "seed=0"
-    pretrained = _manifest_ids(cell / "gan=dcgan_transfer.pretrain" / "manifest_gan_train.csv")
+    fine = json.loads((cell / "gan=dcgan_transfer" / "config.json").read_text())
+    pretrained = _manifest_ids(Path(fine["gan"]["init"]["from_run"]) / "manifest_gan_train.csv")
     tuned = _manifest_ids(cell / "gan=dcgan_transfer" / "manifest_gan_train.csv")
     assert set(pretrained) == set(_manifest_ids(cell / "manifest_train.csv"))  # 24 + 6
     assert len(tuned) == 6 and set(tuned) < set(pretrained)
