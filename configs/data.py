@@ -44,6 +44,10 @@ def base_data_config() -> ml_collections.ConfigDict:
             shuffle_buffer=10_000,  # TFDS streaming only; record sources shuffle exactly
             cache=False,  # decode once into RAM (small datasets)
             skip_corrupt=False,  # skip and count unreadable files instead of failing
+            # DICOM files (.dcm/.dicom, or the DICM magic) anywhere an image path is read;
+            # window: auto | none | 'center,width' | 'percentile,p_low,p_high'
+            # (medgan_jax/data/dicom.py); frame: the frame of multi-frame files (-1: refuse).
+            dicom=dict(window="auto", frame=-1),
             prefetch=-1,  # tf.data batches ahead; -1 = autotune
             prefetch_to_device=2,
             synthetic=dict(

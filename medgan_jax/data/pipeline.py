@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from medgan_jax import app, parallel
-from medgan_jax.data import sources
+from medgan_jax.data import dicom, sources
 from medgan_jax.data.records import DataError, Records
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -187,6 +187,60 @@ class SkipCounter:
         ]
 
 
+_SKIP_HINT = "(config.data.skip_corrupt=True skips and counts such files)"
+_IMAGE_PROBLEM = (
+    "Unreadable, truncated or non-image file (expected a complete JPEG, PNG, BMP or GIF):"
+)
+
+
+def _read_image(contents: tf.Tensor, size: int):
+    """(image, ok, problem) of an image file's bytes; a file failing the cheap integrity
+    check is not decoded."""
+    ok = is_complete_image(contents)
+    image = tf.cond(ok, lambda: decode(contents, size), lambda: tf.zeros([8, 8, 1]))
+    return image, ok, tf.constant(_IMAGE_PROBLEM)
+
+
+def _looks_like_dicom(path: tf.Tensor, contents: tf.Tensor) -> tf.Tensor:
+    """A .dcm/.dicom name, or the DICM magic after the 128-byte preamble."""
+    named = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.(dcm|dicom)")
+    magic = tf.cond(
+        tf.strings.length(contents) >= 132,
+        lambda: tf.equal(tf.strings.substr(contents, 128, 4), b"DICM"),
+        lambda: tf.constant(False),
+    )
+    return tf.logical_or(named, magic)
+
+
+def _dicom_reader(records: Records, cfg: ml_collections.ConfigDict):
+    """(contents, path) -> (image, ok, problem) for DICOM files, decoded by pydicom inside
+    tf.data's parallel map; None when no record is a DICOM file."""
+    if not any(dicom.is_dicom_path(str(path)) for path in records.paths):
+        return None
+    settings = dicom.settings_from_config(cfg.get("dicom", {}))
+
+    def read(contents: bytes, path: bytes):
+        try:
+            return dicom.read(contents, settings, path.decode()), True, b""
+        except dicom.DicomError as error:
+            return (
+                np.zeros([8, 8, 1], np.float32),
+                False,
+                f"Unreadable DICOM file: {error}".encode(),
+            )
+
+    def read_in_graph(contents, path):
+        image, ok, problem = tf.numpy_function(
+            read, [contents, path], [tf.float32, tf.bool, tf.string], stateful=False
+        )
+        image.set_shape([None, None, None])
+        ok.set_shape([])
+        problem.set_shape([])
+        return image, ok, problem
+
+    return read_in_graph
+
+
 def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: SkipCounter):
     """A tf function: row index -> example dict (image, targets, index, ok)."""
     labels = tf.constant(records.labels)
@@ -201,28 +255,25 @@ def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: S
     else:
         paths = tf.constant(records.paths)
         size = cfg.image_size  # decode JPEGs no larger than needed
+        read_dicom = _dicom_reader(records, cfg)
 
         def load_image(index):
             path = tf.gather(paths, index)
             contents = tf.io.read_file(path)
-            ok = is_complete_image(contents)
+            if read_dicom is None:
+                image, ok, problem = _read_image(contents, size)
+            else:
+                image, ok, problem = tf.cond(
+                    _looks_like_dicom(path, contents),
+                    lambda: read_dicom(contents, path),
+                    lambda: _read_image(contents, size),
+                )
             if cfg.skip_corrupt:
                 with tf.control_dependencies(counter.record(ok, path)):
-                    ok = tf.identity(ok)
-                image = tf.cond(ok, lambda: decode(contents, size), lambda: tf.zeros([8, 8, 1]))
-            else:
-                check = tf.debugging.Assert(
-                    ok,
-                    [
-                        "Unreadable, truncated or non-image file:",
-                        path,
-                        "(expected a complete JPEG, PNG, BMP or GIF;"
-                        " set config.data.skip_corrupt=True to skip and count such files)",
-                    ],
-                )
-                with tf.control_dependencies([check]):
-                    image = decode(contents, size)
-            return image, ok
+                    return tf.identity(image), tf.identity(ok)
+            check = tf.debugging.Assert(ok, [problem, path, _SKIP_HINT])
+            with tf.control_dependencies([check]):
+                return tf.identity(image), ok
 
     @_graph
     def load(index):
@@ -339,7 +390,7 @@ def _explain_decode_error(
     error: tf.errors.InvalidArgumentError, records: Records | None
 ) -> DataError:
     message = error.message
-    if "Unreadable, truncated or non-image file" in message:
+    if "Unreadable" in message:
         detail = message[message.index("Unreadable") :].split("\n")[0]
         return DataError(detail)
     bad = find_undecodable(records.paths) if records and records.paths is not None else []
@@ -353,6 +404,7 @@ def _explain_decode_error(
 
 def find_undecodable(paths: np.ndarray) -> list[str]:
     """The paths that fail to decode (a full scan; used on the error path only)."""
+    paths = np.array([p for p in paths if not dicom.is_dicom_path(str(p))])  # checked in-graph
     logging.info("Scanning %d files for undecodable images...", len(paths))
 
     def try_decode(path):

@@ -22,7 +22,7 @@ from medgan_jax.data import subsets, synthetic
 from medgan_jax.data.chexpert_schema import CHEXPERT_DIRS, CHEXPERT_LABELS, CHEXPERT_META_COLUMNS
 from medgan_jax.data.records import DataError, Records
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".dcm", ".dicom")
 SPLITS = ("train", "val", "test")
 UNCERTAINTY_POLICIES = ("ones", "zeros", "ignore")
 BLANK_POLICIES = ("zeros", "ignore")

@@ -30,8 +30,8 @@ def test_folder_errors_name_the_folder(folder_root):
     with pytest.raises(DataError, match="NORMAL.*not folders of .*train"):
         sources.folder_records(folder_root, "train", classes=("NORMAL",))
     (folder_root / "train" / "empty").mkdir()
-    (folder_root / "train" / "empty" / "scan.dcm").write_bytes(b"DICM")
-    with pytest.raises(DataError, match=r"empty has no images.*1 other files.*scan.dcm"):
+    (folder_root / "train" / "empty" / "scan.tif").write_bytes(b"II*\0")
+    with pytest.raises(DataError, match=r"empty has no images.*1 other files.*scan.tif"):
         sources.folder_records(folder_root, "train", classes=None)
     with pytest.raises(DataError, match="validation is not a directory"):
         sources.folder_records(folder_root, "validation", classes=None)
