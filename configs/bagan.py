@@ -24,7 +24,14 @@ import ml_collections
 from configs.data import data_config
 from configs.dcgan import gan_config
 
-MINORITY = {"synthetic_lesions": "malignant", "skin_cancer": "malignant", "covid_xray": "COVID19"}
+MINORITY = {
+    "synthetic_lesions": "malignant",
+    "skin_cancer": "malignant",
+    "covid_xray": "COVID19",
+    "siim_isic": "malignant",
+    "siim_isic_dicom": "malignant",
+    "rsna_pneumonia": "pneumonia",
+}
 
 
 def bagan_config() -> ml_collections.ConfigDict:
@@ -80,7 +87,7 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     config.checkpoint_every = 500
     config.keep_checkpoints = 3
     config.grid_size = 8
-    if preset in ("skin_cancer", "covid_xray"):
+    if preset in ("skin_cancer", "covid_xray", "siim_isic", "siim_isic_dicom", "rsna_pneumonia"):
         config.data.image_size = 128
         config.bagan.autoencoder_steps = 6000
         config.num_steps = 20_000

@@ -15,7 +15,8 @@ val_predictions.npz.
 Add synthetic images (training set only):
   --config.synthetic.gan_workdir=runs/dcgan --config.synthetic.class_name=malignant
   --config.synthetic.amount=1000      # or '10%' of the real set, or 'balance'
-Presets: synthetic_lesions, synthetic_cxr, skin_cancer, covid_xray, chexpert, smoke.
+Presets: synthetic_lesions, synthetic_cxr, skin_cancer, covid_xray, chexpert,
+nih_chestxray14, siim_isic, siim_isic_dicom, rsna_pneumonia, smoke.
 """
 
 import ml_collections
@@ -28,6 +29,10 @@ MODEL_PRESETS = {  # the seeds' networks per dataset
     "skin_cancer": "resnet50",
     "covid_xray": "resnet50",
     "chexpert": "densenet121",
+    "nih_chestxray14": "densenet121",  # CheXNet's
+    "siim_isic": "resnet50",
+    "siim_isic_dicom": "resnet50",
+    "rsna_pneumonia": "densenet121",
     "smoke": "simple_cnn",
 }
 
@@ -105,7 +110,7 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
     # Validation/test splits up to this size are read once and held on device, and
     # predicted in one compiled pass; larger ones stream through the input pipeline.
     config.eval_resident_mb = 512
-    if preset == "chexpert":
+    if preset in ("chexpert", "nih_chestxray14", "siim_isic", "siim_isic_dicom", "rsna_pneumonia"):
         config.early_stopping.metric = "roc_auc"
         config.class_weighting = "balanced"
     if preset == "smoke":

@@ -7,8 +7,9 @@ It prints the split sizes per class and, per batch, shape/dtype/range/sharding,
 and writes runs/preview/samples_train.png (a grid of training images).
 
 Presets: synthetic_lesions (default), synthetic_cxr, skin_cancer, covid_xray,
-chexpert, chexpert_tfds, smoke. Real datasets are never downloaded: point
-`data.folder.root` / `data.chexpert.root` / `data.tfds.manual_dir` at the local copy,
+chexpert, chexpert_tfds, nih_chestxray14, siim_isic, siim_isic_dicom, rsna_pneumonia,
+smoke. Real datasets are never downloaded: point `data.folder.root` /
+`data.chexpert.root` / `data.csv.root` / `data.tfds.manual_dir` at the local copy,
 e.g. --config.data.folder.root=/data/skin-cancer-malignant-vs-benign.
 """
 
@@ -24,7 +25,28 @@ PRESETS = (
     "covid_xray",
     "chexpert",
     "chexpert_tfds",
+    "nih_chestxray14",
+    "siim_isic",
+    "siim_isic_dicom",
+    "rsna_pneumonia",
     "smoke",
+)
+# NIH ChestX-ray14's 14 findings, in the order of Wang et al. 2017's tables.
+NIH_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 )
 
 
@@ -32,7 +54,7 @@ def base_data_config() -> ml_collections.ConfigDict:
     """Every data knob with its default; presets change a few of them."""
     return ml_collections.ConfigDict(
         dict(
-            source="synthetic",  # synthetic | folder | chexpert | tfds
+            source="synthetic",  # synthetic | folder | chexpert | csv | tfds
             image_size=64,
             channels=3,
             resize_mode="stretch",  # stretch | crop (centre square) | pad
@@ -72,6 +94,24 @@ def base_data_config() -> ml_collections.ConfigDict:
                 val_fraction=0.1,  # patient-level, from train.csv
                 test_fraction=0.1,
                 check_paths=True,
+            ),
+            # A CSV of labels beside a folder of images (medgan_jax/data/csv_source.py).
+            csv=dict(
+                root="",  # image paths are relative to it
+                file="",  # the CSV, relative to root or absolute
+                path_column="",
+                path_template="{}",  # e.g. 'jpeg/train/{}.jpg' or 'train/{image_name}.dcm'
+                search=False,  # find each image by name anywhere under root
+                label_columns=(),  # one (names/ids, or joined by label_separator) or 0/1 columns
+                label_separator="",  # e.g. '|': one column of several labels (multi-label)
+                classes=(),  # class names in order; () = the CSV's, sorted
+                negative_label="",  # a label meaning none of the classes ('No Finding')
+                patient_column="",  # splits never share a patient
+                split_column="",  # a column naming each row's split (train | val | test)
+                split_lists=dict(train="", test=""),  # official lists of image names
+                duplicates="error",  # several rows of one image: error | any | first
+                val_fraction=0.1,  # patient-level, where no split column or lists are given
+                test_fraction=0.1,  # (with lists: val is val_fraction of the train list)
             ),
             tfds=dict(
                 name="",
@@ -128,6 +168,48 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
         cfg.tfds.name = "chexpert"
         cfg.tfds.manual_dir = "data/chexpert"
         cfg.tfds.test_split = "validation"
+        cfg.channels = 1
+        cfg.image_size = 128
+    elif preset == "nih_chestxray14":  # Data_Entry_2017.csv and the images_0NN tarballs
+        cfg.source = "csv"
+        cfg.csv.update(
+            root="data/nih-chestxray14",
+            file="Data_Entry_2017.csv",
+            path_column="Image Index",
+            search=True,  # images_001/images/... or one images/ folder alike
+            label_columns=("Finding Labels",),
+            label_separator="|",
+            classes=NIH_LABELS,
+            negative_label="No Finding",
+            patient_column="Patient ID",
+        )
+        cfg.csv.split_lists.update(train="train_val_list.txt", test="test_list.txt")
+        cfg.channels = 1
+        cfg.image_size = 128
+    elif preset in ("siim_isic", "siim_isic_dicom"):  # SIIM-ISIC Melanoma 2020 (Kaggle)
+        cfg.source = "csv"
+        cfg.csv.update(
+            root="data/siim-isic-melanoma",
+            file="train.csv",  # the official test.csv has no labels: test is carved here
+            path_column="image_name",
+            path_template="jpeg/train/{}.jpg" if preset == "siim_isic" else "train/{}.dcm",
+            label_columns=("benign_malignant",),
+            classes=("benign", "malignant"),
+            patient_column="patient_id",
+        )
+        cfg.image_size = 128
+    elif preset == "rsna_pneumonia":  # RSNA Pneumonia Detection, stage 2 (one row per box)
+        cfg.source = "csv"
+        cfg.csv.update(
+            root="data/rsna-pneumonia",
+            file="stage_2_train_labels.csv",
+            path_column="patientId",
+            path_template="stage_2_train_images/{}.dcm",
+            label_columns=("Target",),
+            classes=("normal", "pneumonia"),  # Target 0 / 1
+            duplicates="any",
+            patient_column="patientId",
+        )
         cfg.channels = 1
         cfg.image_size = 128
     elif preset == "smoke":

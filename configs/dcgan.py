@@ -9,7 +9,8 @@ samples/step_XXXXXX.png every `sample_every` steps and Orbax checkpoints every
   python -m medgan_jax.gan.sample --workdir=runs/dcgan --num=1000 --out=runs/dcgan/generated
 writes 1000 PNGs from the EMA generator plus a manifest.
 
-Presets: synthetic_lesions, synthetic_cxr, skin_cancer, covid_xray, chexpert, smoke.
+Presets: synthetic_lesions, synthetic_cxr, skin_cancer, covid_xray, chexpert,
+nih_chestxray14, siim_isic, siim_isic_dicom, rsna_pneumonia, smoke.
 Resolution is data.image_size (32, 64, 128; 256 runs but DCGAN is known to fail
 there — the seeds needed PGGAN for 256x256).
 """
@@ -25,6 +26,10 @@ MINORITY_CLASS = {
     "smoke": ("malignant",),
     "synthetic_cxr": ("Lung Lesion",),  # images positive for the rare label
     "chexpert": ("Lung Lesion",),
+    "nih_chestxray14": ("Hernia",),  # the rarest finding
+    "siim_isic": ("malignant",),
+    "siim_isic_dicom": ("malignant",),
+    "rsna_pneumonia": ("pneumonia",),
 }
 
 

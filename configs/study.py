@@ -12,7 +12,7 @@ plot_<metric>.png. Re-running skips finished cells; adding a method or size runs
 new cells.
 
 Presets:
-  demo                    the README's: embedded lesions at 64x64, 400 benign and 10/50/200
+  demo                    the README's: embedded lesions at 32x32, 400 benign and 10/50/200
                           malignant training images (the rare class), base, the controls
                           oversample and weighted, classic, dcgan from scratch and
                           dcgan_transfer (pretrained on the cell's benign images), the
@@ -25,6 +25,11 @@ Presets:
                           50 and 100% of the patients, conditional PGGAN with balance
                           top-up (GPU).
   skin_cancer, covid_xray, chexpert   the seeds' protocols on the real data (local copies).
+  nih_chestxray14         per-label AUC of its rarest findings (Hernia, Pneumonia, Fibrosis)
+                          at 10/25/50/100% of the patients, the official test list.
+  siim_isic(_dicom), rsna_pneumonia   minority learning curves (50 .. all melanomas or
+                          pneumonias beside every majority image) with the controls, the
+                          ceiling, dcgan, dcgan_transfer and bagan.
   smoke                   2 sizes x 2 methods x 2 seeds with tiny models (tests).
 """
 
@@ -44,6 +49,10 @@ MINORITY = {
     "skin_cancer": "malignant",
     "covid_xray": "COVID19",
     "chexpert": "Lung Lesion",
+    "nih_chestxray14": "Hernia",
+    "siim_isic": "malignant",
+    "siim_isic_dicom": "malignant",
+    "rsna_pneumonia": "pneumonia",
     "smoke": "malignant",
 }
 
@@ -74,6 +83,10 @@ PRESETS = (
     "skin_cancer",
     "covid_xray",
     "chexpert",
+    "nih_chestxray14",
+    "siim_isic",
+    "siim_isic_dicom",
+    "rsna_pneumonia",
     "smoke",
 )
 
@@ -143,6 +156,26 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     elif preset == "chexpert":
         config.sizes = ("10%", "25%", "50%", "all")
         config.metrics = ("auc:Lung Lesion", "auc:Pleural Other", "auc:Fracture", "roc_auc")
+        config.synthetic_amount = "balance"
+    elif preset == "nih_chestxray14":  # the rarest findings, as the CheXpert seed's
+        config.sizes = ("10%", "25%", "50%", "all")
+        config.metrics = ("auc:Hernia", "auc:Pneumonia", "auc:Fibrosis", "roc_auc")
+        config.synthetic_amount = "balance"
+    elif preset in ("siim_isic", "siim_isic_dicom", "rsna_pneumonia"):
+        # A rare-class learning curve: every majority image, 50 .. all minority ones.
+        config.size_unit = "minority"
+        config.sizes = ("50", "100", "200", "all")
+        config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
+        config.methods = (
+            "base",
+            "oversample",
+            "weighted",
+            "classic",
+            "dcgan",
+            "dcgan_transfer",
+            "real_topup",
+            "bagan",
+        )
         config.synthetic_amount = "balance"
     elif preset == "smoke":
         config.sizes = ("8", "all")

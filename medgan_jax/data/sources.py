@@ -488,10 +488,14 @@ def load_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
         return chexpert_split_records(cfg, split, seed=cfg.split_seed)
     if cfg.source == "folder":
         return _folder_split(cfg, split)
+    if cfg.source == "csv":
+        from medgan_jax.data import csv_source
+
+        return csv_source.csv_split_records(cfg, split)
     if cfg.source == "tfds":
         raise DataError("config.data.source='tfds' streams; use pipeline.tfds_batches.")
     raise DataError(
-        f"config.data.source is '{cfg.source}'; expected synthetic, folder, chexpert or tfds."
+        f"config.data.source is '{cfg.source}'; expected synthetic, folder, chexpert, csv or tfds."
     )
 
 
