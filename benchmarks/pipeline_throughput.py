@@ -9,6 +9,9 @@ scaled to [-1, 1] with:
   keras       - keras.utils.image_dataset_from_directory (tf.data, the Keras standard)
   notebook    - PIL open/convert/resize in a Python loop into one numpy array, the
                 hand-written notebook loader
+  dicom, png16 - this project's pipeline on the same images as 16-bit grayscale, written
+                once as uncompressed DICOM (MONOCHROME2, 16 bits stored, a window in the
+                header; pydicom decodes it inside tf.data) and once as 16-bit PNG
 and prints images/s (listing + one epoch, after imports), peak resident memory and
 the ratios. Flat memory from 2,000 to
 20,000 files is the point of streaming.
@@ -30,7 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FILE_SIZE, OUT_SIZE, BATCH = 224, 64, 64
-LOADERS = ("medgan_jax", "keras", "notebook")
+LOADERS = ("medgan_jax", "keras", "notebook", "dicom", "png16")
+GRAY16 = {"dicom": ".dcm", "png16": ".png"}  # loader -> file type of the 16-bit copies
 
 
 def write_files(folder: Path, num: int, unique: int = 2000) -> None:
@@ -53,6 +57,65 @@ def write_files(folder: Path, num: int, unique: int = 2000) -> None:
         src = sources[i % len(sources)]
         shutil.copyfile(src, src.parent / f"{i:06d}.jpg")
     (folder / "done").write_text(str(num))
+
+
+def write_gray16_files(folder: Path) -> None:
+    """16-bit grayscale copies of folder's JPEGs, as DICOM (gray16/dicom) and PNG (png16)."""
+    from PIL import Image
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    done = folder / "gray16" / "done"
+    if done.exists():
+        return
+    written: dict[Path, tuple[Path, Path]] = {}
+    for jpeg in sorted((folder / "train").glob("*/*.jpg")):
+        rel = jpeg.relative_to(folder / "train")
+        dcm = folder / "gray16" / "dicom" / "train" / rel.with_suffix(".dcm")
+        png = folder / "gray16" / "png16" / "train" / rel.with_suffix(".png")
+        dcm.parent.mkdir(parents=True, exist_ok=True)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        key = jpeg.read_bytes()[-256:]  # copies of one rendered image share their bytes
+        if key in written:
+            shutil.copyfile(written[key][0], dcm)
+            shutil.copyfile(written[key][1], png)
+            continue
+        gray = np.asarray(Image.open(jpeg).convert("L"), np.uint16) * 257
+        Image.fromarray(gray).save(png)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(dcm), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Rows, ds.Columns = gray.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.WindowCenter, ds.WindowWidth = 32768, 65536
+        ds.PixelData = gray.tobytes()
+        ds.save_as(str(dcm), enforce_file_format=True)
+        written[key] = (dcm, png)
+    done.write_text("ok")
+
+
+def run_gray16(folder: Path, started: list[float], kind: str) -> int:
+    """This project's pipeline over the 16-bit DICOM or PNG copies (1 channel)."""
+    from configs.data import data_config
+    from medgan_jax.data import load_split, pipeline
+
+    started.append(time.perf_counter())
+    cfg = data_config("skin_cancer")
+    cfg.update(image_size=OUT_SIZE, cache=False, channels=1)
+    cfg.folder.update(root=str(folder / "gray16" / kind), val_fraction=0.0)
+    records = load_split(cfg, "train")
+    assert all(p.endswith(GRAY16[kind]) for p in records.paths)
+    steps = len(records) // BATCH
+    ds = pipeline.build_dataset(records, cfg, global_batch_size=BATCH, train=True)
+    seen = 0
+    for _, batch in zip(range(steps), pipeline.host_batches(ds, records)):
+        seen += len(batch["image"])
+    return seen
 
 
 def run_medgan_jax(folder: Path, started: list[float]) -> int:
@@ -108,7 +171,13 @@ def peak_rss_mib() -> float:
 def worker(loader: str, folder: Path) -> dict:
     """One epoch with one loader; the clock starts after its imports (TF alone takes ~4 s)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run = {"medgan_jax": run_medgan_jax, "keras": run_keras, "notebook": run_notebook}[loader]
+    run = {
+        "medgan_jax": run_medgan_jax,
+        "keras": run_keras,
+        "notebook": run_notebook,
+        "dicom": lambda folder, started: run_gray16(folder, started, "dicom"),
+        "png16": lambda folder, started: run_gray16(folder, started, "png16"),
+    }[loader]
     started: list[float] = []
     seen = run(folder, started)
     seconds = time.perf_counter() - started[0]
@@ -138,6 +207,8 @@ def main() -> None:
     for num in map(int, args.sizes.split(",")):
         folder = Path(args.files) / f"n{num}"
         write_files(folder, num)
+        if set(GRAY16) & set(args.loaders.split(",")):
+            write_gray16_files(folder)
         for loader in args.loaders.split(","):
             out = (
                 subprocess.run(
@@ -167,6 +238,13 @@ def main() -> None:
                 print(
                     f"{num:>6} files  vs {ref:8s} speed {speed:5.2f}x   peak memory {memory:5.2f}x"
                 )
+        if (num, "dicom") in by and (num, "png16") in by:
+            dicom, png = by[num, "dicom"], by[num, "png16"]
+            print(
+                f"{num:>6} files  dicom vs png16 speed "
+                f"{dicom['images_per_s'] / png['images_per_s']:5.2f}x   peak memory "
+                f"{dicom['peak_rss_mib'] / png['peak_rss_mib']:5.2f}x"
+            )
     sizes = sorted({r["files"] for r in results})
     for loader in args.loaders.split(","):
         if len(sizes) >= 2 and (sizes[0], loader) in by and (sizes[-1], loader) in by:
