@@ -238,3 +238,18 @@ def test_a_smoke_classifier_and_gan_train_on_each_layout(
     trained = (tmp_path / "gan" / "manifest_gan_train.csv").read_text()
     assert len(trained.strip().splitlines()) - 1 == len(rare_train)
     assert all(i in trained for i in rare_train.ids)
+
+
+@pytest.mark.parametrize(
+    "preset", ["nih_chestxray14", "siim_isic", "siim_isic_dicom", "rsna_pneumonia"]
+)
+def test_every_job_has_the_clinical_presets(preset):
+    from configs import bagan, pggan, study
+
+    assert classifier_config(preset).data.source == "csv"
+    assert dcgan_config(preset).gan.classes
+    assert pggan.get_config(preset).data.csv.root
+    config = study.get_config(preset)
+    assert config.minority_class in (config.gans.dcgan.gan.classes or ())
+    if preset != "nih_chestxray14":  # BAGAN is single-label
+        assert bagan.get_config(preset).data.subset.minority_class == config.minority_class

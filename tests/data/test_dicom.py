@@ -297,3 +297,9 @@ def test_a_folder_dataset_of_dicom_files_streams_through_global_batches(tmp_path
     batch = next(pipeline.global_batches(records, cfg, mesh, global_batch_size=8, train=True))
     assert batch["image"].shape == (8, 16, 16, 1)
     assert -1.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
+
+
+def test_a_file_no_installed_decoder_reads_is_named():
+    # pydicom's JPEG-lossy.dcm: a 12-bit extended JPEG whose scan libjpeg and Pillow reject
+    with pytest.raises(dicom.DicomError, match=r"JPEG-lossy.dcm: not a readable DICOM image"):
+        _read("JPEG-lossy.dcm")
