@@ -52,7 +52,23 @@ class BadRow(DataError):
 
 
 def csv_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
-    """The records of `split` ('train', 'val', 'test') of `config.data.csv`."""
+    """The records of `split` ('train', 'val', 'test') of `config.data.csv`; the CSV is
+    read once per process for all splits (a study asks for them in every cell)."""
+    path = Path(cfg.csv.file)
+    path = path if path.is_absolute() else Path(cfg.csv.root) / path
+    stat = path.stat() if path.is_file() else None
+    changed = stat and (stat.st_mtime_ns, stat.st_size)
+    key = (cfg.csv.to_json(), cfg.skip_corrupt, cfg.split_seed, changed)
+    if key not in _SPLITS_READ:
+        _SPLITS_READ.clear()  # one dataset at a time: no growth over a long process
+        _SPLITS_READ[key] = _read_splits(cfg)
+    return _SPLITS_READ[key][split]
+
+
+_SPLITS_READ: dict = {}
+
+
+def _read_splits(cfg: ml_collections.ConfigDict) -> dict[str, Records]:
     ccfg = cfg.csv
     table = CsvTable.read(ccfg)
     rows = table.usable_rows(cfg.skip_corrupt)
@@ -62,18 +78,20 @@ def csv_split_records(cfg: ml_collections.ConfigDict, split: str) -> Records:
     keep = _missing_files_dropped(paths, rows, table, cfg.skip_corrupt)
     paths, labels, rows = paths[keep], labels[keep], rows[keep]
     patients = table.patients(rows, paths)
-    assignment = _split_of_rows(table, rows, paths, patients, labels, cfg)
-    index = np.flatnonzero(assignment == split)
-    root = Path(ccfg.root)
-    ids = np.asarray([os.path.relpath(p, root) for p in paths[index]])
-    return Records(
-        ids=ids,
-        paths=paths[index],
-        labels=labels[index],
-        class_names=class_names,
-        patient_ids=patients[index],
-        description=f"CSV {table.path} ({split})",
-    )
+    assignment = _split_of_rows(table, rows, paths, patients, cfg)
+    ids = np.asarray([os.path.relpath(p, ccfg.root) for p in paths])
+    splits = {}
+    for split in ("train", "val", "test"):
+        index = np.flatnonzero(assignment == split)
+        splits[split] = Records(
+            ids=ids[index],
+            paths=paths[index],
+            labels=labels[index],
+            class_names=class_names,
+            patient_ids=patients[index],
+            description=f"CSV {table.path} ({split})",
+        )
+    return splits
 
 
 class CsvTable:
@@ -293,7 +311,7 @@ def _missing_files_dropped(paths, rows, table: CsvTable, skip_bad: bool) -> np.n
     return keep
 
 
-def _split_of_rows(table: CsvTable, rows, paths, patients, labels, cfg) -> np.ndarray:
+def _split_of_rows(table: CsvTable, rows, paths, patients, cfg) -> np.ndarray:
     """'train' | 'val' | 'test' per record: a split column, official lists, or patients."""
     ccfg = table.ccfg
     if ccfg.split_column:
@@ -317,6 +335,13 @@ def _split_of_rows(table: CsvTable, rows, paths, patients, labels, cfg) -> np.nd
         test = np.isin(names, _read_list(Path(ccfg.root), lists.get("test", "")))
         train = np.isin(names, _read_list(Path(ccfg.root), lists.get("train", ""))) & ~test
         out = np.where(test, "test", np.where(train, "train", "")).astype(object)
+        unlisted = np.flatnonzero(out == "")
+        if len(unlisted):
+            raise DataError(
+                f"{len(unlisted)} image(s) of {table.path} are in neither split list "
+                f"({dict(lists)}), e.g. {table.where(rows[unlisted[0]], ccfg.path_column)}: "
+                f"{names[unlisted[0]]}."
+            )
         val_share = ccfg.val_fraction / max(1e-9, 1.0 - ccfg.test_fraction)
         inner = subsets.patient_split(
             patients[train], {"train": 1 - val_share, "val": val_share}, seed=cfg.split_seed

@@ -253,3 +253,13 @@ def test_every_job_has_the_clinical_presets(preset):
     assert config.minority_class in (config.gans.dcgan.gan.classes or ())
     if preset != "nih_chestxray14":  # BAGAN is single-label
         assert bagan.get_config(preset).data.subset.minority_class == config.minority_class
+
+
+def test_an_image_in_neither_official_list_is_named(nih_root, tmp_path):
+    names = (nih_root / "test_list.txt").read_text().split()
+    short = tmp_path / "test_list.txt"
+    short.write_text("\n".join(names[1:]) + "\n")
+    cfg = _data("nih_chestxray14", nih_root)
+    cfg.csv.split_lists.test = str(short)
+    with pytest.raises(DataError, match=rf"1 image\(s\) .* neither split list .*{names[0]}"):
+        load_split(cfg, "train")
