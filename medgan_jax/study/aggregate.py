@@ -120,7 +120,20 @@ def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifi
                     json.dump(result, f, indent=1)
                 rows.append(result)
             quality[gan][str(size)] = _quality_stats(rows)
+            grid_of = _first_sample_grid(root, gan, size, config.seeds)
+            if grid_of:
+                quality[gan][str(size)]["samples"] = grid_of
     return quality
+
+
+def _first_sample_grid(root: str, gan: str, size, seeds) -> dict | None:
+    """The first seed's grid of samples above real images, relative to the study root."""
+    for seed in seeds:
+        quality = os.path.join(grid.gan_workdir(grid.cell_root(root, size, seed), gan), "quality")
+        path = os.path.join(quality, gan, "sample_grid.png")
+        if os.path.exists(path):
+            return {"seed": seed, "path": os.path.relpath(path, root)}
+    return None
 
 
 def _quality_stats(rows: list[dict]) -> dict:

@@ -286,7 +286,32 @@ def _gan_quality_table(quality: dict, sizes: list[str]) -> list[str]:
                 f"({cell(q.get('recognised_real'))}) |"
             )
             warnings += _looks_like_another_class(gan, s, q)
-    return lines + [""] + warnings + ([""] if warnings else [])
+    return lines + [""] + warnings + ([""] if warnings else []) + _sample_grids(quality, sizes)
+
+
+def _sample_grids(quality: dict, sizes: list[str]) -> list[str]:
+    """Each GAN's samples (top rows) above real minority images (bottom rows), per size."""
+    lines = []
+    for gan, by_size in quality.items():
+        for s in sizes:
+            shown = (by_size.get(s) or {}).get("samples")
+            if shown:
+                lines += [
+                    f"**{gan}** at {s} (seed {shown['seed']}): generated above real",
+                    "",
+                    f"![{gan} at {s}]({shown['path']})",
+                    "",
+                ]
+    if not lines:
+        return []
+    return [
+        "### Samples",
+        "",
+        "Each grid: the GAN's images (top rows) above real images of "
+        "the minority class from the same cell (bottom rows).",
+        "",
+        *lines,
+    ]
 
 
 def _looks_like_another_class(gan: str, size: str, q: dict) -> list[str]:

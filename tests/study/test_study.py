@@ -39,6 +39,10 @@ def test_study_writes_tables_tests_quality_and_plots(study):
     report = (root / "report.md").read_text()
     assert "| method | 8 | all |" in report and "| base |" in report
     assert "| dcgan − base |" in report and "## Verdicts" in report and "DeLong p" in report
+    # Each GAN's samples above real minority images, per size, linked from the report.
+    shown = quality["samples"]
+    assert shown["seed"] == config.seeds[0] and (root / shown["path"]).stat().st_size > 0
+    assert f"![dcgan at 8]({shown['path']})" in report
     for metric in config.metrics:
         assert (root / f"plot_{metric}.png").stat().st_size > 0
     saved = json.loads((root / "results.json").read_text())
