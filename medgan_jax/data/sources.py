@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import os
 import re
 from collections.abc import Sequence
@@ -145,16 +146,21 @@ def chexpert_targets(
             f"config.data.chexpert.blank is '{blank}'; expected one of {BLANK_POLICIES}."
         )
     cells = np.char.strip(np.asarray(raw, dtype=str))
-    distinct, inverse = np.unique(cells, return_inverse=True)
-    parsed = [_parse_cell(c) for c in distinct]
-    for cell, value in zip(distinct, parsed):
+    values = np.full(cells.shape, np.nan, np.float32)
+    known = cells == ""
+    for text, value in (("1.0", 1.0), ("0.0", 0.0), ("-1.0", -1.0)):  # CheXpert's spellings
+        where_text = cells == text
+        values[where_text], known = value, known | where_text
+    others = cells[~known]  # any other spelling ('1', '-1.00'), parsed once per value
+    for cell in np.unique(others):
+        value = _parse_cell(cell)
         if value is None:
             row, col = np.argwhere(cells == cell)[0]
             raise DataError(
                 f"{where}, line {row + first_line}, column '{labels[col]}': value "
                 f"'{cell}' is not one of 1.0, 0.0, -1.0 or blank."
             )
-    values = np.asarray(parsed, np.float32)[inverse.reshape(cells.shape)]
+        values[cells == cell] = value
     targets = np.where(values == 1.0, 1.0, 0.0).astype(np.float32)
     mask = np.ones_like(targets)
     mask[np.isnan(values) & (blank == "ignore")] = 0.0
@@ -179,28 +185,37 @@ def _parse_cell(cell: str) -> float | None:
 
 
 def read_chexpert_csv(csv_path: Path, labels: Sequence[str]) -> dict[str, np.ndarray]:
-    """Columns of a CheXpert CSV as string arrays; raises on missing columns."""
+    """Columns of a CheXpert CSV as string arrays; raises on missing columns.
+
+    Column by column: one fixed-width array of every cell would be as wide as the longest
+    path in every column (gigabytes for CheXpert's 224,316 rows)."""
     if not csv_path.is_file():
         raise DataError(f"CheXpert: {csv_path} does not exist.")
+    expected = list(CHEXPERT_META_COLUMNS) + list(labels)
     with open(csv_path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        rows = list(reader)
-    expected = list(CHEXPERT_META_COLUMNS) + list(labels)
-    missing = [c for c in expected if header is None or c not in header]
-    if missing:
-        raise DataError(
-            f"CheXpert CSV {csv_path} is missing column(s) {missing}; expected the "
-            f"header {','.join(CHEXPERT_META_COLUMNS + CHEXPERT_LABELS)}."
-        )
-    for line, row in enumerate(rows, start=2):
-        if len(row) != len(header):
+        missing = [c for c in expected if header is None or c not in header]
+        if missing:
             raise DataError(
-                f"CheXpert CSV {csv_path}, line {line}: {len(row)} cells, expected "
-                f"{len(header)} (one per header column)."
+                f"CheXpert CSV {csv_path} is missing column(s) {missing}; expected the "
+                f"header {','.join(CHEXPERT_META_COLUMNS + CHEXPERT_LABELS)}."
             )
-    table = np.asarray(rows, dtype=str).reshape(len(rows), len(header))
-    return {name: table[:, header.index(name)] for name in expected}
+        positions = [header.index(name) for name in expected]
+        cells: list[list[str]] = [[] for _ in expected]
+        line = 2
+        while chunk := list(itertools.islice(reader, 20_000)):  # columns by C-level zip
+            bad = next((i for i, row in enumerate(chunk) if len(row) != len(header)), None)
+            if bad is not None:
+                raise DataError(
+                    f"CheXpert CSV {csv_path}, line {line + bad}: {len(chunk[bad])} cells, "
+                    f"expected {len(header)} (one per header column)."
+                )
+            transposed = list(zip(*chunk))
+            for column, position in zip(cells, positions):
+                column.extend(transposed[position])
+            line += len(chunk)
+    return {name: np.asarray(column, dtype=str) for name, column in zip(expected, cells)}
 
 
 def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: int) -> Records:
@@ -215,7 +230,7 @@ def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: 
             f"{list(CHEXPERT_LABELS)}."
         )
     csv_path = data_dir / ("valid.csv" if split == "valid" else "train.csv")
-    columns = read_chexpert_csv(csv_path, labels)
+    columns = _read_chexpert_once(csv_path, labels)
     raw = np.stack([columns[label] for label in labels], axis=1)
     policies = parse_uncertainty(ccfg.uncertainty, ccfg.uncertainty_overrides, labels)
     targets, mask = chexpert_targets(raw, labels, policies, ccfg.blank, where=str(csv_path))
@@ -232,7 +247,7 @@ def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: 
         keep &= assignment == split
     index = np.flatnonzero(keep)
     # Paths in the CSV start with the dataset folder's own name.
-    paths = np.asarray([str(data_dir.parent / p) for p in rel_paths[index]])
+    paths = np.char.add(str(data_dir.parent) + os.sep, rel_paths[index])
     if ccfg.check_paths:
         _check_paths_exist(paths, csv_path, index)
     return Records(
@@ -244,6 +259,20 @@ def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: 
         class_names=labels,
         description=f"CheXpert {csv_path} ({split})",
     )
+
+
+_CHEXPERT_READ: dict = {}
+
+
+def _read_chexpert_once(csv_path: Path, labels: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """read_chexpert_csv, once per process for every split (a study asks in every cell)."""
+    stat = csv_path.stat() if csv_path.is_file() else None
+    key = (str(csv_path), labels, stat and (stat.st_mtime_ns, stat.st_size))
+    if key not in _CHEXPERT_READ:
+        columns = read_chexpert_csv(csv_path, labels)
+        _CHEXPERT_READ.clear()  # one CSV at a time
+        _CHEXPERT_READ[key] = columns
+    return _CHEXPERT_READ[key]
 
 
 def _patient_id(path: str, csv_path: Path, row: int) -> str:
