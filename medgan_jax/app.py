@@ -80,20 +80,39 @@ def enable_compilation_cache(path: str | None = None) -> str:
 
 
 def initialize_distributed(coordinator_address: str | None = None) -> None:
-    """Starts JAX's multi-host runtime when running on several processes.
+    """Starts JAX's multi-process runtime when running on several processes.
 
-    On TPU pods and SLURM/Kubernetes clusters `jax.distributed.initialize()` finds
-    its peers from the environment; a single process needs no set-up at all.
+    On TPU pods and SLURM clusters `jax.distributed.initialize()` finds its peers from the
+    environment. Anywhere else (several processes on one machine, or hosts started by
+    hand) each process gets JAX_COORDINATOR_ADDRESS=host:port, MEDGAN_JAX_NUM_PROCESSES
+    and MEDGAN_JAX_PROCESS_ID. MEDGAN_JAX_CPU_DEVICES=N gives a CPU process N devices
+    (their collectives then go through gloo), and MEDGAN_JAX_HEARTBEAT_TIMEOUT=S stops
+    the survivors S seconds after a process dies (JAX's coordination service; default
+    100). A single process needs no set-up at all.
     """
-    if coordinator_address or _several_processes():
-        jax.distributed.initialize(coordinator_address=coordinator_address)
-        logging.info(
-            "Process %d of %d, %d local / %d global devices.",
-            jax.process_index(),
-            jax.process_count(),
-            jax.local_device_count(),
-            jax.device_count(),
+    env = os.environ
+    if env.get("MEDGAN_JAX_CPU_DEVICES"):
+        jax.config.update("jax_num_cpu_devices", int(env["MEDGAN_JAX_CPU_DEVICES"]))
+    if not (coordinator_address or _several_processes()):
+        return
+    if jax.config.jax_platforms in (None, "", "cpu") and env.get("MEDGAN_JAX_NUM_PROCESSES"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    options = {}
+    if env.get("MEDGAN_JAX_NUM_PROCESSES"):
+        options.update(
+            num_processes=int(env["MEDGAN_JAX_NUM_PROCESSES"]),
+            process_id=int(env["MEDGAN_JAX_PROCESS_ID"]),
         )
+    if env.get("MEDGAN_JAX_HEARTBEAT_TIMEOUT"):
+        options["heartbeat_timeout_seconds"] = int(env["MEDGAN_JAX_HEARTBEAT_TIMEOUT"])
+    jax.distributed.initialize(coordinator_address=coordinator_address, **options)
+    logging.info(
+        "Process %d of %d, %d local / %d global devices.",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 def _several_processes() -> bool:
