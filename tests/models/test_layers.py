@@ -188,6 +188,30 @@ def test_swapped_kernel_gradient_equals_xla_kernel_gradient(kernel, padding):
     assert layers._swapped_kernel_grad_pads(x[..., :1], w[:, :, :1], 1, padding) is None
 
 
+@pytest.mark.parametrize("first", [1.5, -0.0, np.inf, -np.inf, np.nan])
+def test_materialize_is_the_identity_in_value_and_gradient(first):
+    x = np.random.default_rng(9).normal(size=(2, 3, 4)).astype(np.float32)
+    x[0, 0, 0] = first
+    x = jnp.asarray(x)
+    for fn in (layers.materialize, jax.jit(layers.materialize)):
+        np.testing.assert_array_equal(np.signbit(fn(x)), np.signbit(x))
+        np.testing.assert_array_equal(fn(x), x)
+    got = _value_and_grads(layers.materialize, jnp.where(jnp.isfinite(x), x, 0.0))
+    want = _value_and_grads(lambda v: v, jnp.where(jnp.isfinite(x), x, 0.0))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_concat_channels_equals_concatenate_in_value_and_gradient():
+    rng = np.random.default_rng(10)
+    x = jnp.asarray(rng.normal(size=(2, 3, 4, 5)).astype(np.float32))
+    y = jnp.asarray(rng.normal(size=(2, 3, 4, 2)).astype(np.float32))
+    got = _value_and_grads(layers.concat_channels, x, y)
+    want = _value_and_grads(lambda x, y: jnp.concatenate([x, y], axis=-1), x, y)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_conv_module_equals_flax_conv(use_bias):
     rng = np.random.default_rng(5)
