@@ -599,10 +599,10 @@ def _conv_backward(stride, padding, residuals, dy):
 
 def _swapped_kernel_grad_pads(x, kernel, stride, padding):
     """The (lo, hi) input padding per spatial axis where `_swapped_kernel_grad` applies, or
-    None: stride 1, padding within the kernel, and x not far narrower than the output
-    (then XLA's own transpose of x is the cheaper one)."""
+    None: stride 1, padding within the kernel, and fewer output than input channels (so
+    the full transpose falls on the smaller map; ResNet's equal widths keep XLA's)."""
     kh, kw, c_in, c_out = kernel.shape
-    if stride != 1 or 2 * c_in < c_out:
+    if stride != 1 or c_out >= c_in:
         return None
     if padding == "SAME":
         pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in (kh, kw)]
