@@ -56,7 +56,9 @@ and PyTorch's 20.5/39.7/17.3 s (median ratio 0.82x, best-round ratio 1.38x; proc
 time ours 24.0 s, PyTorch's 29.7 s per step), where before, in the same conditions, the
 best-round ratio was 0.37x. A later, quieter run (load falling below 1; matmul at 151
 GFLOP/s): ours 4.0 images/s (8.1 s/step), PyTorch's 4.6 (7.0 s/step), 0.86x median of
-three rounds (best 0.80x), against 1.47 vs 3.84 images/s (0.38x) on 2026-12-02. Left (traced, ms at batch 32 under that load): the 1x1
+three rounds (best 0.80x), against 1.47 vs 3.84 images/s (0.38x) on 2026-12-02.
+ResNet-50 the same afternoon: 0.94x with these changes, 0.93x with the code before them
+(neither near the earlier 1.86x: PyTorch ran faster that day). Left (traced, ms at batch 32 under that load): the 1x1
 convolutions' matmuls (dot, 3.4 s), BatchNorm's elementwise passes (multiply_ and
 maximum_bitcast_fusion, 2.4 s), the forward concatenations (1.0 s; PyTorch copies the
 same) and the remaining transposes (0.7 s).
