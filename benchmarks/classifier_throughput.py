@@ -32,13 +32,36 @@ transposes of XLA's own conv kernel gradients, with the layers before fused into
 (1x1 convolutions, most of ResNet-50's and DenseNet-121's, are `conv`'s 2-D matmuls, the
 kernel gradient a matmul over N*H*W in NHWC); the 3x3/2 stem max-pool's gradient
 (max_pool's custom VJP: the first maximum's tap, then pads) and DenseNet's 2x2 average
-pools (avg_pool2). Left: the 3x3 kernel gradients' transposes, BatchNorm's elementwise
-passes and DenseNet's concatenations; and in DenseNet, XLA fuses the stem max-pool's
-gradient pads with the sum of the first dense block's BatchNorm gradients (the
-concatenation's adjoint), recomputing that sum per tap (one slice_select_fusion, about
-1 s of a batch-8 step; jax.lax.optimization_barrier does not stop this fusion on XLA:CPU).
-On a quiet machine PyTorch's DenseNet-121 step ran about 2.6x faster than ours (2026-12-02);
-under load from other jobs PyTorch's eager step slowed far more than ours did.
+pools (avg_pool2). On a quiet machine PyTorch's DenseNet-121 step ran about 2.6x faster
+than ours (2026-12-02); under load from other jobs PyTorch's eager step slowed far more
+than ours did.
+
+DenseNet-121 at batch 32 (2026-12-03): the profile blamed the 3x3 kernel gradients'
+transposes (transpose_copy_fusion, 2.6 s of the traced 9.3 s: XLA moves the batch axis of
+the activations innermost, several times slower than the arithmetic on 56x56 maps), and
+XLA:CPU re-fusing DenseNet's concatenation adjoint (the sum of every later layer's
+BatchNorm gradient) into each consumer: per tap of the stem max-pool's gradient
+(slice_select_fusion, 0.9 s), in transposed order, four times in each transition pool's
+gradient. jax.lax.optimization_barrier is removed before fusion on XLA:CPU. Rewritten
+(exact, tested): stride-1 kernel gradients with fewer output than input channels as XLA's
+convolution with dy and x swapped (layers._swapped_kernel_grad: the full transpose falls
+on the 32-channel dy); layers.materialize (a conditional XLA cannot fold; fusion does not
+cross it) on the output gradient of that kernel gradient, max_pool and avg_pool2, and on
+the dense blocks' concatenation cotangent (layers.concat_channels). XLA's count of the
+step fell from 599 to 543 GFLOP (less recomputation); the traced transposes from 2.6 s to
+0.7 s and the max-pool gradient from 0.9 s to 0.1 s. The machine was shared throughout
+(load 3-6 on 2 cores; the 4096^2 matmul at a third of its quiet rate), so step times
+varied 2x between rounds: three alternating rounds gave ours 12.6/26.0/25.1 s per step
+and PyTorch's 20.5/39.7/17.3 s (median ratio 0.82x, best-round ratio 1.38x; process CPU
+time ours 24.0 s, PyTorch's 29.7 s per step), where before, in the same conditions, the
+best-round ratio was 0.37x. A later, quieter run (load falling below 1; matmul at 151
+GFLOP/s): ours 4.0 images/s (8.1 s/step), PyTorch's 4.6 (7.0 s/step), 0.86x median of
+three rounds (best 0.80x), against 1.47 vs 3.84 images/s (0.38x) on 2026-12-02.
+ResNet-50 the same afternoon: 0.94x with these changes, 0.93x with the code before them
+(neither near the earlier 1.86x: PyTorch ran faster that day). Left (traced, ms at batch 32 under that load): the 1x1
+convolutions' matmuls (dot, 3.4 s), BatchNorm's elementwise passes (multiply_ and
+maximum_bitcast_fusion, 2.4 s), the forward concatenations (1.0 s; PyTorch copies the
+same) and the remaining transposes (0.7 s).
 
 --reuse-memory re-runs the script with glibc told to keep freed memory (one arena, no
 mmap, no trim; both sides): on this VM every fresh page costs a 1-2 us fault, and both

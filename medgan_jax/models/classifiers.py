@@ -176,7 +176,7 @@ class DenseNet121Trunk(_Trunk):
                         self.conv(y, 4 * self.growth, 1, f"{name}_1_conv"), f"{name}_1_bn", train
                     )
                 )
-                x = jnp.concatenate([x, self.conv(y, self.growth, 3, f"{name}_2_conv")], axis=-1)
+                x = layers.concat_channels(x, self.conv(y, self.growth, 3, f"{name}_2_conv"))
             if stage < len(self.blocks) + 1:  # transition layer
                 name = f"pool{stage}"
                 y = nn.relu(self.bn(x, f"{name}_bn", train))

@@ -373,6 +373,7 @@ def _overlapping_max_pool_forward(x, window, stride, padding):
 
 def _overlapping_max_pool_backward(window, stride, padding, residuals, dy):
     x, first = residuals
+    dy = materialize(dy)  # read once per tap
     padded_shape, _ = _pool_taps(x, window, stride, padding)
     out_h, out_w = dy.shape[1:3]
     zero = jnp.zeros((), dy.dtype)
@@ -391,6 +392,45 @@ def _overlapping_max_pool_backward(window, stride, padding, residuals, dy):
 
 
 _overlapping_max_pool.defvjp(_overlapping_max_pool_forward, _overlapping_max_pool_backward)
+
+
+def materialize(x: jax.Array) -> jax.Array:
+    """x, computed once into its own buffer before its consumers read it.
+
+    XLA:CPU copies cheap elementwise producers into every consumer's fusion; where a
+    consumer reads in another order (a transpose) or many times (a pool's taps) and the
+    producer is a long sum (DenseNet's concatenation adjoint), that recomputation costs
+    more than the consumer itself. Fusion does not cross a conditional, and this one's
+    predicate is true for every float (XLA cannot fold it), so it returns x exactly.
+    jax.lax.optimization_barrier does not do this on XLA:CPU (it is removed before fusion).
+    """
+    first = x.reshape(-1)[0]
+    always = jnp.isfinite(first) | jnp.isnan(first) | jnp.isinf(first)
+    return jax.lax.cond(always, lambda v: v, jnp.zeros_like, x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _concat_channels(x: jax.Array, y: jax.Array, split: int) -> jax.Array:
+    return jnp.concatenate([x, y], axis=-1)
+
+
+def _concat_channels_backward(split, _, g):
+    g = materialize(g)  # summed once, not again inside each consumer of its two parts
+    return g[..., :split], g[..., split:]
+
+
+_concat_channels.defvjp(
+    lambda x, y, split: (_concat_channels(x, y, split), None), _concat_channels_backward
+)
+
+
+def concat_channels(x: jax.Array, y: jax.Array) -> jax.Array:
+    """jnp.concatenate([x, y], axis=-1), its cotangent computed into one buffer.
+
+    In DenseNet the cotangent of a block's running concatenation is a sum over every
+    later layer; left to XLA:CPU, that sum is re-fused into each of its consumers.
+    """
+    return _concat_channels(x, y, x.shape[-1])
 
 
 # ------------------------------------------------------------------- BatchNorm
@@ -530,7 +570,8 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: Any = "SAME"
     1x1 convolutions run as 2-D matmuls, forward and backward, and every kernel gradient
     contracts over N*H*W with activations kept in their NHWC layout: XLA:CPU's own
     kernel gradient transposes both activations to [C, H, W, N]-like layouts, with the
-    layers before fused into the transpose (classifier_throughput.py --profile).
+    layers before fused into the transpose (classifier_throughput.py --profile). Larger
+    stride-1 kernels take their kernel gradient from `_swapped_kernel_grad`.
     """
     return _conv_forward(x, kernel, stride, padding)
 
@@ -547,8 +588,47 @@ def _conv_backward(stride, padding, residuals, dy):
                     for size, out in zip(x.shape[1:3], dx.shape[1:3])]  # fmt: skip
             dx = jax.lax.pad(dx, jnp.zeros((), dx.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
         return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
-    _, pullback = jax.vjp(lambda x, k: _conv(x, k, (stride, stride), padding), x, kernel)
-    return pullback(dy)
+    pads = _swapped_kernel_grad_pads(x, kernel, stride, padding)
+    if pads is None:
+        _, pullback = jax.vjp(lambda x, k: _conv(x, k, (stride, stride), padding), x, kernel)
+        return pullback(dy)
+    _, pullback = jax.vjp(lambda x: _conv(x, kernel, (stride, stride), padding), x)
+    d_kernel = _swapped_kernel_grad(x, dy, kernel.shape[:2], pads)
+    return pullback(dy)[0], d_kernel.astype(kernel.dtype)
+
+
+def _swapped_kernel_grad_pads(x, kernel, stride, padding):
+    """The (lo, hi) input padding per spatial axis where `_swapped_kernel_grad` applies, or
+    None: stride 1, padding within the kernel, and fewer output than input channels (so
+    the full transpose falls on the smaller map; ResNet's equal widths keep XLA's)."""
+    kh, kw, c_in, c_out = kernel.shape
+    if stride != 1 or c_out >= c_in:
+        return None
+    if padding == "SAME":
+        pads = [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in (kh, kw)]
+    elif padding == "VALID":
+        pads = [(0, 0), (0, 0)]
+    else:
+        pads = [tuple(pair) for pair in padding]
+    if not all(0 <= p <= k - 1 for k, pair in zip((kh, kw), pads) for p in pair):
+        return None
+    return pads
+
+
+def _swapped_kernel_grad(x, dy, kernel_hw, pads):
+    """The kernel gradient of a stride-1 convolution, sum over n, h, w of
+    x_padded[n, h + i, w + j, c] * dy[n, h, w, o], as XLA's convolution with the roles
+    swapped: dy is the input with its output channels as the batch, x the kernel
+    [H, W, N, C]. XLA:CPU's own kernel gradient moves the batch axis of x innermost, a
+    full transpose that is slow on large maps; here that transpose falls on dy (fewer
+    channels in DenseNet) and x only moves its batch axis past H, W (whole rows of C).
+    The result's taps come out reversed (the window slides over dy, not x).
+    """
+    dy_t = jnp.transpose(materialize(dy), (3, 1, 2, 0))  # [C_out, H', W', N]
+    x_t = jnp.transpose(x, (1, 2, 0, 3))  # [H, W, N, C_in]
+    conv_pads = [(k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel_hw, pads)]
+    g = _conv(dy_t, x_t, padding=conv_pads)  # [C_out, kh, kw, C_in], taps reversed
+    return jnp.transpose(g[:, ::-1, ::-1], (1, 2, 3, 0))
 
 
 conv.defvjp(lambda x, k, s, p: (_conv_forward(x, k, s, p), (x, k)), _conv_backward)
@@ -590,6 +670,7 @@ def avg_pool2(x: jax.Array) -> jax.Array:
 
 def _avg_pool2_backward(x, dy):
     n, h, w, c = dy.shape
+    dy = materialize(dy)  # each element is read four times
     dx = jnp.broadcast_to(
         (dy * jnp.asarray(0.25, dy.dtype))[:, :, None, :, None], (n, h, 2, w, 2, c)
     )

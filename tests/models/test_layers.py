@@ -151,6 +151,12 @@ def _value_and_grads(fn, *args):
         ((2, 9, 7, 5), 1, 2, "VALID"),
         ((2, 8, 8, 5), 1, 2, "SAME"),
         ((2, 9, 7, 5), 3, 1, "SAME"),
+        ((2, 9, 7, 8), 3, 1, "SAME"),
+        ((2, 9, 7, 5), 3, 1, ((1, 1), (1, 1))),
+        ((2, 9, 7, 5), 3, 1, ((0, 2), (2, 1))),
+        ((2, 9, 7, 5), 3, 1, "VALID"),
+        ((2, 9, 8, 4), 5, 1, "SAME"),
+        ((2, 9, 7, 1), 3, 1, "SAME"),
         ((2, 10, 11, 3), 7, 2, ((3, 3), (3, 3))),
     ],
 )
@@ -162,6 +168,48 @@ def test_conv_equals_lax_convolution_in_value_and_gradients(shape, kernel, strid
     got = _value_and_grads(lambda x, w: layers.conv(x, w, stride, padding), x, w)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kernel, padding", [(3, "SAME"), (3, ((0, 2), (2, 1))), (3, "VALID"), (5, "SAME")]
+)
+def test_swapped_kernel_gradient_equals_xla_kernel_gradient(kernel, padding):
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.normal(size=(3, 9, 8, 7)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 7, 4)).astype(np.float32))
+    y, pullback = jax.vjp(lambda w: layers._conv(x, w, padding=padding), w)
+    dy = jnp.asarray(rng.normal(size=y.shape).astype(np.float32))
+    pads = layers._swapped_kernel_grad_pads(x, w, 1, padding)
+    assert pads is not None  # `conv` takes this path for these layers
+    got = layers._swapped_kernel_grad(x, dy, w.shape[:2], pads)
+    np.testing.assert_allclose(got, pullback(dy)[0], rtol=1e-4, atol=1e-4)
+    # Strided, or no fewer output than input channels: XLA's own kernel gradient.
+    assert layers._swapped_kernel_grad_pads(x, w, 2, padding) is None
+    assert layers._swapped_kernel_grad_pads(x[..., :4], w[:, :, :4], 1, padding) is None
+
+
+@pytest.mark.parametrize("first", [1.5, -0.0, np.inf, -np.inf, np.nan])
+def test_materialize_is_the_identity_in_value_and_gradient(first):
+    x = np.random.default_rng(9).normal(size=(2, 3, 4)).astype(np.float32)
+    x[0, 0, 0] = first
+    x = jnp.asarray(x)
+    for fn in (layers.materialize, jax.jit(layers.materialize)):
+        np.testing.assert_array_equal(np.signbit(fn(x)), np.signbit(x))
+        np.testing.assert_array_equal(fn(x), x)
+    got = _value_and_grads(layers.materialize, jnp.where(jnp.isfinite(x), x, 0.0))
+    want = _value_and_grads(lambda v: v, jnp.where(jnp.isfinite(x), x, 0.0))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_concat_channels_equals_concatenate_in_value_and_gradient():
+    rng = np.random.default_rng(10)
+    x = jnp.asarray(rng.normal(size=(2, 3, 4, 5)).astype(np.float32))
+    y = jnp.asarray(rng.normal(size=(2, 3, 4, 2)).astype(np.float32))
+    got = _value_and_grads(layers.concat_channels, x, y)
+    want = _value_and_grads(lambda x, y: jnp.concatenate([x, y], axis=-1), x, y)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
