@@ -58,10 +58,10 @@ best-round ratio was 0.37x. A later, quieter run (load falling below 1; matmul a
 GFLOP/s): ours 4.0 images/s (8.1 s/step), PyTorch's 4.6 (7.0 s/step), 0.86x median of
 three rounds (best 0.80x), against 1.47 vs 3.84 images/s (0.38x) on 2026-12-02.
 ResNet-50 the same afternoon: 0.94x with these changes, 0.93x with the code before them
-(neither near the earlier 1.86x: PyTorch ran faster that day). Left (traced, ms at batch 32 under that load): the 1x1
-convolutions' matmuls (dot, 3.4 s), BatchNorm's elementwise passes (multiply_ and
-maximum_bitcast_fusion, 2.4 s), the forward concatenations (1.0 s; PyTorch copies the
-same) and the remaining transposes (0.7 s).
+(neither near the earlier 1.86x: PyTorch ran faster that day). Left (traced, ms at
+batch 32 under that load): the 1x1 convolutions' matmuls (dot, 3.4 s), BatchNorm's
+elementwise passes (multiply_ and maximum_bitcast_fusion, 2.4 s), the forward
+concatenations (1.0 s; PyTorch copies the same) and the remaining transposes (0.7 s).
 
 --reuse-memory re-runs the script with glibc told to keep freed memory (one arena, no
 mmap, no trim; both sides): on this VM every fresh page costs a 1-2 us fault, and both

@@ -99,40 +99,28 @@ def write_gray16_files(folder: Path) -> None:
     done.write_text("ok")
 
 
-def run_gray16(folder: Path, started: list[float], kind: str) -> int:
-    """This project's pipeline over the 16-bit DICOM or PNG copies (1 channel)."""
+def run_medgan_jax(folder: Path, started: list[float], channels: int = 3, suffix: str = "") -> int:
+    """One epoch of this project's pipeline over folder/train (every file ends in `suffix`)."""
     from configs.data import data_config
     from medgan_jax.data import load_split, pipeline
 
     started.append(time.perf_counter())
     cfg = data_config("skin_cancer")
-    cfg.update(image_size=OUT_SIZE, cache=False, channels=1)
-    cfg.folder.update(root=str(folder / "gray16" / kind), val_fraction=0.0)
-    records = load_split(cfg, "train")
-    assert all(p.endswith(GRAY16[kind]) for p in records.paths)
-    steps = len(records) // BATCH
-    ds = pipeline.build_dataset(records, cfg, global_batch_size=BATCH, train=True)
-    seen = 0
-    for _, batch in zip(range(steps), pipeline.host_batches(ds, records)):
-        seen += len(batch["image"])
-    return seen
-
-
-def run_medgan_jax(folder: Path, started: list[float]) -> int:
-    from configs.data import data_config
-    from medgan_jax.data import load_split, pipeline
-
-    started.append(time.perf_counter())
-    cfg = data_config("skin_cancer")
-    cfg.update(image_size=OUT_SIZE, cache=False)
+    cfg.update(image_size=OUT_SIZE, cache=False, channels=channels)
     cfg.folder.update(root=str(folder), val_fraction=0.0)
     records = load_split(cfg, "train")
+    assert all(p.endswith(suffix) for p in records.paths)
     steps = len(records) // BATCH
     ds = pipeline.build_dataset(records, cfg, global_batch_size=BATCH, train=True)
     seen = 0
     for _, batch in zip(range(steps), pipeline.host_batches(ds, records)):
         seen += len(batch["image"])
     return seen
+
+
+def run_gray16(folder: Path, started: list[float], kind: str) -> int:
+    """This project's pipeline over the 16-bit DICOM or PNG copies (1 channel)."""
+    return run_medgan_jax(folder / "gray16" / kind, started, channels=1, suffix=GRAY16[kind])
 
 
 def run_keras(folder: Path, started: list[float]) -> int:

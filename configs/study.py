@@ -74,6 +74,17 @@ DATA_PRESET = {  # study presets on another preset's data
     "synthetic_lesions_full": "synthetic_lesions",
     "synthetic_cxr_rare": "synthetic_cxr",
 }
+# A rare-class learning curve's arms: base, the rebalancing controls, classic augmentation,
+# a DCGAN from scratch and transferred, and the real-data ceiling.
+LEARNING_CURVE_METHODS = (
+    "base",
+    "oversample",
+    "weighted",
+    "classic",
+    "dcgan",
+    "dcgan_transfer",
+    "real_topup",
+)
 PRESETS = (
     "demo",
     "quick",
@@ -166,16 +177,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         config.size_unit = "minority"
         config.sizes = ("50", "100", "200", "all")
         config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
-        config.methods = (
-            "base",
-            "oversample",
-            "weighted",
-            "classic",
-            "dcgan",
-            "dcgan_transfer",
-            "real_topup",
-            "bagan",
-        )
+        config.methods = (*LEARNING_CURVE_METHODS, "bagan")
         config.synthetic_amount = "balance"
     elif preset == "smoke":
         config.sizes = ("8", "all")
@@ -217,15 +219,7 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     config.data.subset.class_counts = "benign=400"
     config.sizes = ("10", "50", "200")
     config.seeds = (0, 1, 2)
-    config.methods = (
-        "base",
-        "oversample",
-        "weighted",
-        "classic",
-        "dcgan",
-        "dcgan_transfer",
-        "real_topup",
-    )
+    config.methods = LEARNING_CURVE_METHODS
     config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
     config.synthetic_amount = "balance"
     # BatchNorm makes the small CNN learn within this budget.
