@@ -4,7 +4,9 @@ here. Adding a family means one entry below plus its model (models/) and config 
 Each entry says how to build the generator and discriminator from the config, how the
 run is split into phases, how many steps it has, which labels it trains on, whether it
 is conditional, whether its optimizers keep a state per module, what runs before
-adversarial training, and which generator a checkpoint of a given step samples with.
+adversarial training, which generator a checkpoint of a given step samples with, and,
+for a family that is not a GAN (diffusion: a denoiser and no discriminator), how its
+state starts and how it turns latents into images.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from absl import logging
 
 from medgan_jax import training
 from medgan_jax.data.records import DataError, Records
-from medgan_jax.gan import phases, progressive
+from medgan_jax.gan import diffusion, phases, progressive, state
 from medgan_jax.models import bagan, dcgan, pggan
 
 CONDITIONING = ("", "projection", "acgan")
@@ -44,6 +46,14 @@ class Family:
     pre_stage: Callable | None = None
     # (config, generator, discriminator, checkpoint step) -> the generator to sample with
     generator_at: Callable | None = None
+    # config.gan.conditional values it accepts ('' = unconditional)
+    conditioning: tuple[str, ...] = CONDITIONING
+    # Families that are not GANs: (config, generator, sharding) -> the initial GANState;
+    # (config, generator) -> jitted (calibrate, generate) of steps.make_generate's
+    # contract; config -> values per latent.
+    create_state: Callable | None = None
+    generate_programs: Callable | None = None
+    latent_dim: Callable[[ml_collections.ConfigDict], int] = lambda config: config.gan.latent_dim
 
 
 def _dcgan(config, num_classes):
@@ -166,6 +176,18 @@ FAMILIES: dict[str, Family] = {
         ),
         pre_stage=_bagan_autoencoder,
     ),
+    "diffusion": Family(
+        build=diffusion.build,
+        phases=diffusion.training_phases,
+        conditioning=("", "embedding"),
+        create_state=lambda config, denoiser, sharding: diffusion.create_state(
+            config, denoiser, sharding
+        ),
+        generate_programs=lambda config, denoiser: diffusion.generate_programs(
+            denoiser, diffusion.Sampler.from_config(config)
+        ),
+        latent_dim=diffusion.latent_dim,
+    ),
 }
 
 
@@ -174,12 +196,14 @@ def family_of(config: ml_collections.ConfigDict) -> Family:
     name = config.gan.family
     if name not in FAMILIES:
         raise ValueError(f"config.gan.family='{name}'; expected one of {sorted(FAMILIES)}.")
-    if config.gan.conditional not in CONDITIONING:
+    family = FAMILIES[name]
+    if config.gan.conditional not in family.conditioning:
+        expected = " or ".join(f"'{mode}'" for mode in family.conditioning)
         raise ValueError(
-            f"config.gan.conditional='{config.gan.conditional}'; expected '', 'projection' "
-            "or 'acgan'."
+            f"config.gan.conditional='{config.gan.conditional}'; the {name} family expects "
+            f"{expected}."
         )
-    return FAMILIES[name]
+    return family
 
 
 def is_conditional(config: ml_collections.ConfigDict) -> bool:
@@ -191,6 +215,36 @@ def build_models(config: ml_collections.ConfigDict, num_classes: int):
     """(generator, discriminator) of the config's family for data with `num_classes`."""
     family = family_of(config)
     return family.build(config, num_classes if is_conditional(config) else 0)
+
+
+def create_state(config, generator, discriminator, sharding=None) -> state.GANState:
+    """The fresh training state of the config's family, from config.seed."""
+    family = family_of(config)
+    if family.create_state is not None:
+        return family.create_state(config, generator, sharding)
+    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    return state.create_state(
+        generator,
+        discriminator,
+        config.gan,
+        image_shape,
+        config.seed,
+        sharding,
+        per_module=family.per_module_optimizers,
+    )
+
+
+def generate_programs(config, generator) -> tuple:
+    """Jitted (calibrate, generate) for the family's generator (steps.make_generate)."""
+    family = family_of(config)
+    if family.generate_programs is not None:
+        return family.generate_programs(config, generator)
+    return phases.generate_programs(generator)
+
+
+def latent_dim(config: ml_collections.ConfigDict) -> int:
+    """Values per latent vector of the family's generator."""
+    return family_of(config).latent_dim(config)
 
 
 def num_training_steps(config: ml_collections.ConfigDict) -> int:

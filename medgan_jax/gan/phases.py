@@ -81,7 +81,8 @@ def progressive_phases(config, generator, discriminator, mesh, num_classes) -> l
             ),
         )
         g_stage, _ = progressive.stage_models(generator, discriminator, *key)
-        grid = SampleGrid(config, g_stage, num_classes, config.data.image_size // phase.resolution)
+        upscale = config.data.image_size // phase.resolution
+        grid = SampleGrid(config, g_stage, num_classes, upscale=upscale)
 
         def run(state, batch, step, step_fn=step_fn):
             stage = schedule.stage(step)
@@ -133,23 +134,31 @@ def generate_programs(generator) -> tuple:
 class SampleGrid:
     """Images from a fixed latent (and cycling class ids) with the EMA generator.
 
-    `upscale` enlarges the images of a lower-resolution stage (PGGAN) to the final size.
+    `programs`: (calibrate, generate) when not the GANs' (`generate_programs`), with
+    latents of `latent_dim` values (default config.gan.latent_dim). `upscale` enlarges
+    the images of a lower-resolution stage (PGGAN) to the final size.
     """
 
-    def __init__(self, config, generator, num_classes: int, upscale: int = 1):
+    def __init__(self, config, generator, num_classes: int, programs=None, latent_dim=0, upscale=1):
         n = config.grid_size**2
-        self.z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (n, config.gan.latent_dim))
+        latent_dim = latent_dim or config.gan.latent_dim
+        self.z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (n, latent_dim))
         self.labels = jnp.arange(n, dtype=jnp.int32) % max(num_classes, 1)
-        self.calibration = calibration_latents(config.seed, config.gan.latent_dim, num_classes)
+        # Only the GANs' BatchNorm generators have statistics to recompute.
+        self.calibration = (
+            None if programs else calibration_latents(config.seed, latent_dim, num_classes)
+        )
         self.columns = config.grid_size
         self.upscale = upscale
         self.scale = max(1, 256 // (config.data.image_size * config.grid_size))
-        self.calibrate, self.generate = generate_programs(generator)
+        self.calibrate, self.generate = programs or generate_programs(generator)
 
     def save(self, state: GANState, path: str, **model_kwargs) -> None:
         if jax.process_index() != 0:
             return
-        stats = self.calibrate(state.ema_params, state.g_stats, *self.calibration)
+        stats = state.g_stats
+        if self.calibration is not None:
+            stats = self.calibrate(state.ema_params, stats, *self.calibration)
         images = self.generate(state.ema_params, stats, self.z, self.labels, **model_kwargs)
         images = np.asarray(jax.device_get(images))
         if self.upscale > 1:

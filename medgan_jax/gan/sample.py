@@ -1,12 +1,14 @@
 """Writes N images from a trained GAN's EMA generator as PNGs plus a manifest.
 
   python -m medgan_jax.gan.sample --workdir=runs/dcgan --num=1000 --out=DIR \
-      [--class_name=malignant] [--seed=0] [--step=-1]
+      [--class_name=malignant] [--seed=0] [--step=-1] [--sample_steps=18 --guidance=1]
 
 Reads the run's metadata (runs.py) and latest (or --step) checkpoint. The same seed gives
 the same images. A conditional PGGAN also takes label combinations ('Edema,Lung Lesion').
 PGGAN images are at the final resolution (a checkpoint not yet grown to it is upscaled).
-DIR/manifest.json records checkpoint step, seed, class and files.
+A diffusion run samples with its config's Heun steps and guidance scale unless
+--sample_steps / --guidance say otherwise. DIR/manifest.json records checkpoint step,
+seed, class, the sampler's settings (diffusion) and files.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from PIL import Image
 
 from medgan_jax import app as medgan_app
 from medgan_jax import checkpoint, runs
-from medgan_jax.gan import families, phases
-from medgan_jax.gan.state import GANState, create_state
+from medgan_jax.gan import families
+from medgan_jax.gan.state import GANState
 from medgan_jax.gan.steps import calibration_latents
 from medgan_jax.images import to_uint8
 from medgan_jax.models.layers import upsample_nearest
@@ -50,11 +52,7 @@ def load_generator(workdir: str, step: int = -1, state: GANState | None = None) 
     config = run.config
     generator, discriminator = families.build_models(config, len(run.class_names))
     if state is None:
-        image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
-        per_module = families.family_of(config).per_module_optimizers
-        state = create_state(
-            generator, discriminator, config.gan, image_shape, config.seed, per_module=per_module
-        )
+        state = families.create_state(config, generator, discriminator)
         step = resolve_step(workdir, step)
         state = checkpoint.restore(checkpoint.manager(workdir, 1, None), step, state)
     else:
@@ -80,28 +78,59 @@ def sample_batches(
     step: int = -1,
     batch_size: int = 256,
     state: GANState | None = None,
+    sample_steps: int = 0,
+    guidance: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields `num` images in [-1, 1] from a run's EMA generator, `batch_size` at a time.
 
     Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
-    batch size.
+    batch size. `sample_steps` / `guidance`: a diffusion run's sampler (0 / None: its
+    config's).
     """
     g = load_generator(workdir, step, state)
-    config, class_names, params = g.run.config, list(g.run.class_names), g.params
+    config = with_sampler(g.run.config, sample_steps, guidance)
+    class_names, params = list(g.run.class_names), g.params
     labels = jnp.zeros((batch_size,), jnp.int32)
     if g.run.conditional:
         labels = _labels(class_name, class_names, families.combines_labels(config), batch_size)
-    calibrate, generate = phases.generate_programs(g.model)
-    calibration = calibration_latents(config.seed, config.gan.latent_dim, len(class_names))
-    stats = calibrate(params, g.stats, *calibration)
+    calibrate, generate = families.generate_programs(config, g.model)
+    latent_dim = families.latent_dim(config)
+    stats = g.stats
+    if jax.tree.leaves(stats):  # BatchNorm statistics recomputed for the EMA weights
+        stats = calibrate(
+            params, stats, *calibration_latents(config.seed, latent_dim, len(class_names))
+        )
     latents = jax.jit(_latents, static_argnums=(2, 3))
     key = jax.random.PRNGKey(seed)
     for start in range(0, num, batch_size):
-        z = latents(key, start, batch_size, config.gan.latent_dim)
+        z = latents(key, start, batch_size, latent_dim)
         images = generate(params, stats, z, labels)
         if images.shape[1] < config.data.image_size:  # a PGGAN not yet fully grown
             images = upsample_nearest(images, config.data.image_size // images.shape[1])
         yield np.asarray(images)[: min(batch_size, num - start)]
+
+
+def with_sampler(config, sample_steps: int = 0, guidance: float | None = None):
+    """A diffusion run's config with other sampler settings (0 / None: keep its own)."""
+    if not sample_steps and guidance is None:
+        return config
+    if config.gan.family != "diffusion":
+        raise ValueError(
+            f"sample_steps / guidance set the diffusion sampler; this is a {config.gan.family} run."
+        )
+    config = config.copy_and_resolve_references()
+    if sample_steps:
+        config.diffusion.sample_steps = sample_steps
+    if guidance is not None:
+        config.diffusion.guidance = float(guidance)
+    return config
+
+
+def sampler_settings(config) -> dict:
+    """What the manifest records about how a diffusion run's images were sampled."""
+    if config.gan.family != "diffusion":
+        return {}
+    return {"sample_steps": config.diffusion.sample_steps, "guidance": config.diffusion.guidance}
 
 
 def _labels(class_name: str, class_names: list[str], combinations: bool, batch_size: int):
@@ -137,17 +166,23 @@ def generate_images(
     step: int = -1,
     batch_size: int = 256,
     state: GANState | None = None,
+    sample_steps: int = 0,
+    guidance: float | None = None,
 ) -> dict:
     """Writes `num` PNGs and manifest.json to `out`; returns the manifest. `state`: the
-    run's final state, when its training job just returned it."""
-    class_names = runs.load(workdir).class_names
+    run's final state, when its training job just returned it; `sample_steps` /
+    `guidance` as in sample_batches."""
+    run = runs.load(workdir)
+    class_names = run.class_names
     if state is None:
         step = resolve_step(workdir, step)
     else:
-        step = families.num_training_steps(runs.load(workdir).config)
+        step = families.num_training_steps(run.config)
     os.makedirs(out, exist_ok=True)
     files = []
-    batches = sample_batches(workdir, num, class_name, seed, step, batch_size, state)
+    batches = sample_batches(
+        workdir, num, class_name, seed, step, batch_size, state, sample_steps, guidance
+    )
     for images in batches:
         for image in to_uint8(images):
             name = f"{class_name or 'sample'}_{len(files):06d}.png"
@@ -161,6 +196,7 @@ def generate_images(
         "seed": seed,
         "class_name": class_name or (",".join(class_names)),
         "num": num,
+        **sampler_settings(with_sampler(run.config, sample_steps, guidance)),
         "files": files,
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -177,6 +213,10 @@ def main() -> None:
     seed = flags.DEFINE_integer("seed", 0, "Latent seed.")
     step = flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = latest.")
     batch_size = flags.DEFINE_integer("batch_size", 256, "Images generated per device call.")
+    sample_steps = flags.DEFINE_integer("sample_steps", 0, "Diffusion: Heun steps (0 = config's).")
+    guidance = flags.DEFINE_float(
+        "guidance", None, "Diffusion: guidance scale (0 unconditional, 1 conditional)."
+    )
 
     def run(argv):
         del argv
@@ -190,6 +230,8 @@ def main() -> None:
             seed.value,
             step.value,
             batch_size.value,
+            sample_steps=sample_steps.value,
+            guidance=guidance.value,
         )
         print(f"Wrote {manifest['num']} images from step {manifest['checkpoint_step']} to {folder}")
 

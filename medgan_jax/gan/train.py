@@ -13,22 +13,13 @@ from medgan_jax import parallel, runs, training
 from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import select_classes
 from medgan_jax.gan import families, filtered, transfer
-from medgan_jax.gan.state import GANState, create_state
+from medgan_jax.gan.state import GANState
 from medgan_jax.writers import Progress
 
 
 def initial_state(config, generator, discriminator, mesh) -> GANState:
     """The freshly initialised state, replicated over the mesh."""
-    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
-    return create_state(
-        generator,
-        discriminator,
-        config.gan,
-        image_shape,
-        config.seed,
-        parallel.replicated(mesh),
-        per_module=families.family_of(config).per_module_optimizers,
-    )
+    return families.create_state(config, generator, discriminator, parallel.replicated(mesh))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> GANState:

@@ -43,6 +43,8 @@ METHODS = {
     "pggan+filtering": Method(gan="pggan+filtering"),
     "dcgan+classic": Method(augment="classic", gan="dcgan"),
     "bagan": Method(gan="bagan"),
+    "diffusion": Method(gan="diffusion"),  # a denoising diffusion model (configs/diffusion.py)
+    "diffusion+classic": Method(augment="classic", gan="diffusion"),
 }
 
 

@@ -1,0 +1,251 @@
+"""Diffusion family throughput: this project's U-Net training step and Heun sampler vs
+the same network in PyTorch (diffusers' UNet2DModel), side by side in one process.
+
+  python benchmarks/diffusion_throughput.py [--image-size 32] [--width 64]
+      [--channel-mult 1,2,2] [--attention 16] [--batch 32] [--steps 5] [--rounds 3]
+      [--sample-steps 18] [--sample-batch 32]
+
+Both sides: the identical U-Net (medgan_jax/models/unet.py is laid out as UNet2DModel;
+parameter counts are checked equal), EDM's preconditioning, log-normal noise levels and
+weighted loss (Karras et al. 2022), Adam, fp32, no dropout, an unconditional model on the
+same random batch. Ours is the real training step (diffusion.make_train_step, jitted with
+the state donated, the batch sharded over a 1-device mesh) and the real sampler (the
+whole deterministic Heun loop one compiled program); PyTorch's is eager, its sampler a
+Python loop under torch.no_grad() with the same noise levels and 2 * steps - 1 network
+evaluations. Compile and warm-up are excluded; timed rounds alternate. Prints images/s
+of both, the ratio, and our step's FLOP rate (XLA's cost analysis) against the best
+f32 matmul rate measured in the same run; writes benchmarks/results/diffusion_throughput.json.
+
+PyTorch (CPU build) and diffusers are benchmark-only dependencies:
+  pip install torch==2.13.0 diffusers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.classifier_throughput import jax_version, platform_cpu  # noqa: E402
+from benchmarks.dcgan_layers import best_matmul_gflops, compiled_gflop  # noqa: E402
+from benchmarks.side_by_side import compare, print_ratio  # noqa: E402
+
+SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
+
+
+def our_config(args):
+    from configs.diffusion import get_config
+
+    config = get_config("synthetic_lesions")
+    config.data.image_size = args.image_size
+    config.diffusion.update(
+        width=args.width,
+        channel_mult=args.channel_mult,
+        num_res_blocks=args.res_blocks,
+        attention_resolutions=args.attention,
+        head_dim=args.head_dim,
+        num_groups=args.groups,
+        dropout=0.0,
+        warmup_steps=0,
+        xflip=False,
+        sample_steps=args.sample_steps,
+    )
+    config.gan.g_lr = 1e-4
+    return config
+
+
+def jax_sides(args, images):
+    """(train step, sample call, parameter count, step GFLOP) of this project's code."""
+    import jax
+
+    from medgan_jax import parallel, training
+    from medgan_jax.gan import diffusion
+
+    config = our_config(args)
+    mesh = parallel.make_mesh(1)
+    denoiser, _ = diffusion.build(config, 0)
+    state = diffusion.create_state(config, denoiser, parallel.replicated(mesh))
+    params = sum(p.size for p in jax.tree.leaves(state.g_params))
+    step_fn = training.jit_step(diffusion.make_train_step(denoiser, config), mesh)
+    labels = np.zeros(len(images), np.int32)
+    batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
+    compiled = step_fn.lower(state, batch).compile()
+    holder = {"state": state}
+
+    def train_step():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        return float(jax.block_until_ready(metrics["loss"]))
+
+    _, generate = diffusion.generate_programs(denoiser, diffusion.Sampler.from_config(config))
+    n = args.sample_batch
+    z = jax.random.normal(jax.random.PRNGKey(0), (n, args.image_size**2 * 3))
+    sample_labels = np.zeros(n, np.int32)
+
+    def sample():
+        return jax.block_until_ready(generate(holder["state"].ema_params, {}, z, sample_labels))
+
+    return train_step, sample, params, compiled_gflop(compiled)
+
+
+def torch_unet(args):
+    from diffusers import UNet2DModel
+
+    levels = len(args.channel_mult)
+    resolutions = [args.image_size // 2**i for i in range(levels)]
+    attend = [r in args.attention for r in resolutions]
+    return UNet2DModel(
+        sample_size=args.image_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=tuple(args.width * m for m in args.channel_mult),
+        layers_per_block=args.res_blocks,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attend),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attend)),
+        norm_num_groups=args.groups,
+        attention_head_dim=args.head_dim,
+    )
+
+
+def torch_sides(args, images):
+    """(train step, sample call, parameter count) of the same network in PyTorch eager."""
+    import torch
+
+    net = torch_unet(args)
+    params = sum(p.numel() for p in net.parameters())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    y = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+    def denoise(x, sigma):
+        s = sigma.view(-1, 1, 1, 1)
+        total = s**2 + SIGMA_DATA**2
+        c_skip, c_out, c_in = SIGMA_DATA**2 / total, s * SIGMA_DATA / total.sqrt(), total.rsqrt()
+        return c_skip * x + c_out * net(c_in * x, sigma.log() / 4).sample
+
+    def train_step():
+        sigma = (P_MEAN + P_STD * torch.randn(len(y))).exp()
+        noisy = y + sigma.view(-1, 1, 1, 1) * torch.randn_like(y)
+        weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
+        loss = (weight * ((denoise(noisy, sigma) - y) ** 2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    from medgan_jax.gan.diffusion import Sampler
+
+    levels = torch.from_numpy(Sampler(num_steps=args.sample_steps).sigmas())
+    n = args.sample_batch
+    noise = torch.randn(n, 3, args.image_size, args.image_size)
+
+    @torch.no_grad()
+    def sample():
+        x = noise * levels[0]
+        full = lambda t: torch.full((n,), float(t))
+        for t, t_next in zip(levels[:-2], levels[1:-1]):
+            slope = (x - denoise(x, full(t))) / t
+            x_euler = x + (t_next - t) * slope
+            x = x + (t_next - t) * 0.5 * (
+                slope + (x_euler - denoise(x_euler, full(t_next))) / t_next
+            )
+        return denoise(x, full(levels[-2])).clamp(-1, 1)
+
+    return train_step, sample, params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ints = lambda text: tuple(int(v) for v in text.split(",") if v)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--channel-mult", type=ints, default=(1, 2, 2))
+    parser.add_argument("--res-blocks", type=int, default=2)
+    parser.add_argument("--attention", type=ints, default=(16,), help="resolutions")
+    parser.add_argument("--head-dim", type=int, default=32)
+    parser.add_argument("--groups", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="timed train steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sample-steps", type=int, default=18)
+    parser.add_argument("--sample-batch", type=int, default=32)
+    parser.add_argument("--sample-rounds", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    import torch
+
+    from medgan_jax import app  # its XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    peak = best_matmul_gflops()
+    print(
+        f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; {platform_cpu()}, "
+        f"jax {jax_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs"
+    )
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (args.batch, args.image_size, args.image_size, 3))
+    images = images.astype(np.float32)
+    start = time.perf_counter()
+    ours_train, ours_sample, ours_params, gflop = jax_sides(args, images)
+    print(f"our step and sampler compiled in {time.perf_counter() - start:.0f} s")
+    torch_train, torch_sample, torch_params = torch_sides(args, images)
+    if ours_params != torch_params:
+        raise SystemExit(f"parameter counts differ: ours {ours_params}, diffusers {torch_params}")
+    print(
+        f"U-Net {args.image_size}x{args.image_size}x3, width {args.width} x "
+        f"{args.channel_mult}, {args.res_blocks} res blocks, attention at {args.attention}: "
+        f"{ours_params:,} parameters on both sides"
+    )
+    print(f"training step, batch {args.batch}:")
+    train = compare(
+        {"medgan_jax": ours_train, "pytorch": torch_train}, args.steps, args.rounds, args.batch
+    )
+    train_ratio = print_ratio(train)
+    step_s = args.batch / train["medgan_jax"]
+    print(
+        f"our step: {gflop:.1f} GFLOP, {gflop / step_s:.0f} GFLOP/s = "
+        f"{gflop / step_s / peak:.0%} of the matmul rate"
+    )
+    evaluations = 2 * args.sample_steps - 1
+    print(
+        f"sampling, {args.sample_steps} Heun steps ({evaluations} evaluations), "
+        f"batch {args.sample_batch}:"
+    )
+    sampling = compare(
+        {"medgan_jax": ours_sample, "pytorch": torch_sample},
+        1,
+        args.sample_rounds,
+        args.sample_batch,
+    )
+    sample_ratio = print_ratio(sampling)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": platform_cpu(),
+        "jax": jax_version(),
+        "torch": torch.__version__,
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "parameters": ours_params,
+        "train_images_per_s": train,
+        "train_ratio": train_ratio,
+        "train_step_gflop": gflop,
+        "matmul_gflops": peak,
+        "sample_images_per_s": sampling,
+        "sample_ratio": sample_ratio,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "diffusion_throughput.json"), "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
