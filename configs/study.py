@@ -29,7 +29,7 @@ Presets:
                           at 10/25/50/100% of the patients, the official test list.
   siim_isic(_dicom), rsna_pneumonia   minority learning curves (50 .. all melanomas or
                           pneumonias beside every majority image) with the controls, the
-                          ceiling, dcgan, dcgan_transfer and bagan.
+                          ceiling, dcgan, dcgan_transfer, bagan and diffusion.
   smoke                   2 sizes x 2 methods x 2 seeds with tiny models (tests).
 """
 
@@ -40,6 +40,7 @@ import ml_collections
 from configs import bagan as bagan_config
 from configs import classifier as classifier_config
 from configs import dcgan as dcgan_config
+from configs import diffusion as diffusion_config
 from configs import evaluate as evaluate_config
 from configs import pggan as pggan_config
 
@@ -119,6 +120,9 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     # 'minority': 'N' minority images, the other classes as data.subset leaves them.
     config.size_unit = "per_class"
     config.seeds = (0, 1, 2)
+    # Processes that run the (size, seed) groups side by side; 0 = one per CPU core (at
+    # most 4) on a CPU backend, 1 on accelerators and in multi-host runs.
+    config.workers = 1
     config.methods = (
         "base",
         "classic",
@@ -128,6 +132,8 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         "pggan",
         "pggan+filtering",
         "dcgan+classic",
+        "diffusion",
+        "diffusion+classic",
     )
     config.metrics = ("accuracy", "f1", "roc_auc", "sensitivity")
     config.synthetic_amount = "50%"  # count, % of the real training set, or 'balance'
@@ -142,6 +148,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     )
     if data_preset in bagan_config.MINORITY or data_preset == "smoke":
         config.gans.bagan = bagan_config.get_config(data_preset)
+    config.gans.diffusion = diffusion_config.get_config(data_preset)
     config.gan_eval = gan_eval_config()
     if preset == "demo":
         demo_config(config)
@@ -177,7 +184,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
         config.size_unit = "minority"
         config.sizes = ("50", "100", "200", "all")
         config.metrics = ("roc_auc", "average_precision", "sensitivity", "balanced_accuracy")
-        config.methods = (*LEARNING_CURVE_METHODS, "bagan")
+        config.methods = (*LEARNING_CURVE_METHODS, "bagan", "diffusion")
         config.synthetic_amount = "balance"
     elif preset == "smoke":
         config.sizes = ("8", "all")
@@ -215,6 +222,7 @@ def demo_config(config: ml_collections.ConfigDict) -> None:
     column at --image-size 64 and 32).
     """
     config.size_unit = "minority"
+    config.workers = 0  # XLA:CPU runs these small networks on about one core each
     config.data.image_size = config.data.synthetic.size = 32
     config.data.subset.class_counts = "benign=400"
     config.sizes = ("10", "50", "200")

@@ -97,6 +97,12 @@ def loss_weight(sigma: jax.Array, sigma_data: float) -> jax.Array:
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
+def weighted_loss(denoised, images, sigma, sigma_data: float) -> jax.Array:
+    """The batch mean of lambda(sigma) ||D(y + n; sigma) - y||^2 / pixels."""
+    per_image = jnp.mean((denoised - images) ** 2, axis=(1, 2, 3))
+    return jnp.mean(loss_weight(sigma, sigma_data) * per_image)
+
+
 def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Adam with config.gan's generator settings, the rate ramped up linearly over
     config.diffusion.warmup_steps."""
@@ -159,8 +165,7 @@ def make_train_step(denoiser: Denoiser, config: ml_collections.ConfigDict):
         denoised = denoiser.apply(
             {"params": params}, noisy, sigma, labels, train=True, rngs={"dropout": k_dropout}
         )
-        per_image = jnp.mean((denoised - images) ** 2, axis=(1, 2, 3))
-        return jnp.mean(loss_weight(sigma, d.sigma_data) * per_image)
+        return weighted_loss(denoised, images, sigma, d.sigma_data)
 
     def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
         key = jax.random.fold_in(state.key, state.step)

@@ -23,10 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.sharding import Mesh
 from PIL import Image
 
 from medgan_jax import app as medgan_app
-from medgan_jax import checkpoint, runs
+from medgan_jax import checkpoint, parallel, runs
 from medgan_jax.gan import families
 from medgan_jax.gan.state import GANState
 from medgan_jax.gan.steps import calibration_latents
@@ -84,8 +85,8 @@ def sample_batches(
     """Yields `num` images in [-1, 1] from a run's EMA generator, `batch_size` at a time.
 
     Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
-    batch size. `sample_steps` / `guidance`: a diffusion run's sampler (0 / None: its
-    config's).
+    batch size; a batch that divides over this process's devices is sharded over them.
+    `sample_steps` / `guidance`: a diffusion run's sampler (0 / None: its config's).
     """
     g = load_generator(workdir, step, state)
     config = with_sampler(g.run.config, sample_steps, guidance)
@@ -102,12 +103,27 @@ def sample_batches(
         )
     latents = jax.jit(_latents, static_argnums=(2, 3))
     key = jax.random.PRNGKey(seed)
+    mesh = _sampling_mesh(batch_size)
+    if mesh is not None:
+        params, stats = jax.device_put((params, stats), parallel.replicated(mesh))
+        labels = jax.device_put(labels, parallel.batch_sharding(mesh))
     for start in range(0, num, batch_size):
         z = latents(key, start, batch_size, latent_dim)
+        if mesh is not None:
+            z = jax.device_put(z, parallel.batch_sharding(mesh))
         images = generate(params, stats, z, labels)
         if images.shape[1] < config.data.image_size:  # a PGGAN not yet fully grown
             images = upsample_nearest(images, config.data.image_size // images.shape[1])
         yield np.asarray(images)[: min(batch_size, num - start)]
+
+
+def _sampling_mesh(batch_size: int) -> Mesh | None:
+    """A mesh over this process's devices (each process of a multi-host run samples on
+    its own), or None when the batch does not divide over them."""
+    devices = jax.local_devices()
+    if len(devices) < 2 or batch_size % len(devices):
+        return None
+    return Mesh(np.array(devices), (parallel.DATA_AXIS,))
 
 
 def with_sampler(config, sample_steps: int = 0, guidance: float | None = None):

@@ -10,9 +10,12 @@ reference classifier is the grid's own size=all base cell when it has one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
+import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 import traceback
@@ -32,13 +35,13 @@ from medgan_jax.study import aggregate, comparisons, grid, report
 
 
 class StudyLog:
-    """Progress lines with the time since the study started."""
+    """Progress lines with the time since the study started (`started`: time.time())."""
 
-    def __init__(self):
-        self.started = time.monotonic()
+    def __init__(self, started: float | None = None):
+        self.started = time.time() if started is None else started
 
     def __call__(self, message: str) -> None:
-        minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
+        minutes, seconds = divmod(int(time.time() - self.started), 60)
         print(f"[study {minutes}m{seconds:02d}s] {message}", flush=True)
 
 
@@ -51,23 +54,81 @@ def run_study(config: ml_collections.ConfigDict, root: str, say: StudyLog) -> di
     os.makedirs(root, exist_ok=True)
     with open(os.path.join(root, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=1))
+    groups = [(size, seed) for size in config.sizes for seed in config.seeds]
+    workers = workers_for(config, len(groups))
+    if workers > 1:
+        return workers_run(config, root, groups, workers, say)
     cells = {}
-    for size in config.sizes:
-        for seed in config.seeds:
-            cell = grid.cell_root(root, size, seed)
-            manifest = write_subset_manifest(config, size, seed, cell, say)
-            for name in config.methods:
-                key = grid.cell_key(size, seed, name)
-                try:
-                    cells[key] = run_cell(config, name, seed, manifest, cell, say)
-                except mixing.NoCeilingError as error:
-                    cells[key] = {"no_ceiling": str(error)}
-                    say(f"{key}: no ceiling available ({error})")
-                except Exception as error:  # a failed cell must not stop the grid
-                    logging.error("Cell %s failed: %s", key, traceback.format_exc())
-                    cells[key] = {"error": f"{type(error).__name__}: {error}"}
-                    say(f"{key} FAILED: {error}")
+    for size, seed in groups:
+        cells.update(run_group(config, root, size, seed, say))
     return cells
+
+
+def run_group(config: ml_collections.ConfigDict, root: str, size, seed: int, say) -> dict:
+    """Every method's cell of one (size, seed): {cell id: result or error}."""
+    cell = grid.cell_root(root, size, seed)
+    manifest = write_subset_manifest(config, size, seed, cell, say)
+    cells = {}
+    for name in config.methods:
+        key = grid.cell_key(size, seed, name)
+        try:
+            cells[key] = run_cell(config, name, seed, manifest, cell, say)
+        except mixing.NoCeilingError as error:
+            cells[key] = {"no_ceiling": str(error)}
+            say(f"{key}: no ceiling available ({error})")
+        except Exception as error:  # a failed cell must not stop the grid
+            logging.error("Cell %s failed: %s", key, traceback.format_exc())
+            cells[key] = {"error": f"{type(error).__name__}: {error}"}
+            say(f"{key} FAILED: {error}")
+    return cells
+
+
+def workers_for(config: ml_collections.ConfigDict, num_groups: int) -> int:
+    """How many processes run the (size, seed) groups: config.workers, where 0 = one per
+    CPU core (at most 4) on a CPU backend; always 1 in a multi-process (multi-host) run
+    and on accelerators, whose programs each fill the device."""
+    requested = config.get("workers", 1)
+    if jax.process_count() > 1 or num_groups < 2:
+        return 1
+    if requested == 0:
+        cpu = jax.default_backend() == "cpu"
+        requested = min(os.cpu_count() or 1, 4) if cpu else 1
+    return max(1, min(requested, num_groups))
+
+
+def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
+    """`run_group` of every group in `workers` fresh processes (spawned: a forked JAX
+    runtime is unsafe), largest sizes first. XLA:CPU runs the small networks of a study
+    on about one core, so a 2-core machine finishes the grid in about half the time. A
+    group's numbers do not depend on the process it ran in (tests/study)."""
+    say(f"running {len(groups)} (size, seed) groups in {workers} processes")
+    settings = {
+        name: getattr(jax.config, name)
+        for name in ("jax_platforms", "jax_compilation_cache_dir", "jax_threefry_partitionable")
+    }
+    context = multiprocessing.get_context("spawn")
+    order = sorted(groups, key=lambda g: -list(config.sizes).index(g[0]))
+    cells = {}
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(settings,)
+    ) as pool:
+        log = StudyLog(say.started)
+        if measures_gan_quality(config):  # its feature network, beside the groups
+            pool.submit(reference_classifier, config, root, log)
+        futures = [pool.submit(run_group, config, root, size, seed, log) for size, seed in order]
+        for future in futures:
+            cells.update(future.result())
+    return cells
+
+
+def _start_worker(settings: dict) -> None:
+    """A study worker's JAX: the parent's platform, compilation cache and PRNG settings."""
+    from medgan_jax import app
+
+    app.configure(compilation_cache=settings["jax_compilation_cache_dir"] or "", distributed=False)
+    for name, value in settings.items():
+        if value is not None:
+            jax.config.update(name, value)
 
 
 def write_subset_manifest(
@@ -169,9 +230,12 @@ def fine_tuning_config(
         first.gan.classes = tuple(c for c in subset.class_names if c != config.minority_class)
     study_root = os.path.dirname(os.path.dirname(cell))
     workdir = grid.pretrain_workdir(study_root, gan, pretraining_key(first, subset))
-    if not os.path.exists(os.path.join(workdir, "checkpoints")):
-        say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
-    gan_train.train(first, workdir)  # resumes, or returns at once when it is done
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as lock:  # a worker on another size waits
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(workdir, "checkpoints")):
+            say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
+        gan_train.train(first, workdir)  # resumes, or returns at once when it is done
     second = _without_pretrain(gan_config)
     second.num_steps = gan_config.num_steps - pretrain.num_steps
     second.gan.classes = (config.minority_class,)  # conditional GANs too: fine-tune on it
@@ -217,12 +281,16 @@ def reference_classifier(config: ml_collections.ConfigDict, root: str, say) -> s
     return workdir
 
 
+def measures_gan_quality(config: ml_collections.ConfigDict) -> bool:
+    return bool(grid.gans_of(config.methods)) and config.gan_eval.enabled
+
+
 def main(config: ml_collections.ConfigDict, root: str) -> dict:
     """The whole study: grid, GAN quality, statistics, results.json, report.md, plots."""
     say = StudyLog()
     cells = run_study(config, root, say)
     quality = {}
-    if grid.gans_of(config.methods) and config.gan_eval.enabled:
+    if measures_gan_quality(config):
         say("measuring GAN quality (IS, FID, KID, MS-SSIM, memorisation)")
         quality = aggregate.gan_quality(config, root, reference_classifier(config, root, say))
     results = {

@@ -220,6 +220,21 @@ def test_a_model_overfit_on_four_images_is_flagged_as_copying_them(tmp_path):
     train.train(config, str(tmp_path))
     generated = np.concatenate(list(sample.sample_batches(str(tmp_path), 16, batch_size=16)))
     training_images = gan_quality.real_images(str(tmp_path), "malignant", "train", 100)
+    # The denoising loss at fixed noise levels and noise fell well below the start's.
+    denoiser, _ = families.build_models(config, 1)
+    sigma = jnp.repeat(jnp.array([0.1, 0.3, 1.0, 3.0]), 4)
+    clean = jnp.tile(training_images, (4, 1, 1, 1))
+    noisy = diffusion.add_noise(clean, sigma, jax.random.PRNGKey(9))
+    loss = jax.jit(
+        lambda params: diffusion.weighted_loss(
+            denoiser.apply({"params": params}, noisy, sigma, jnp.zeros(16, jnp.int32)),
+            clean,
+            sigma,
+            SIGMA_DATA,
+        )
+    )
+    start = families.create_state(config, denoiser, None).ema_params
+    assert loss(sample.load_generator(str(tmp_path)).params) < 0.5 * loss(start)
     unseen = gan_quality.real_images(str(tmp_path), "malignant", "test", 16)
     assert len(training_images) == 4
     rows = lambda images: images.reshape(len(images), -1)

@@ -91,6 +91,28 @@ def test_a_seed_gets_the_same_numbers_alone_as_beside_other_seeds(tmp_path):
         np.testing.assert_array_equal(a["scores"], b["scores"])
 
 
+def test_worker_processes_give_the_same_numbers_as_one_process(tmp_path):
+    """config.workers = 2: each (size, seed) group in a spawned process (the demo's
+    setting on CPUs); every prediction equals the in-process run's bit for bit. Both
+    sizes of the seed need the same pretraining run at once: one trains it, the other
+    waits for it (the run's lock) and fine-tunes from it."""
+    config = get_config("smoke")
+    config.sizes, config.seeds = ("4", "6"), (0,)
+    config.size_unit, config.data.subset.class_counts = "minority", "benign=24"
+    config.methods = ("base", "dcgan_transfer")
+    config.gan_eval.enabled = False
+    in_process = runner.main(config, str(tmp_path / "one"))
+    config.workers = 2
+    in_workers = runner.main(config, str(tmp_path / "two"))
+    assert in_workers["table"] == in_process["table"]
+    assert len(list((tmp_path / "two" / "pretrain").glob("gan=*/checkpoints"))) == 1
+    for size in config.sizes:
+        for name in config.methods:
+            cell = f"size={size}/seed=0/method={name}/test_predictions.npz"
+            a, b = np.load(tmp_path / "one" / cell), np.load(tmp_path / "two" / cell)
+            np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
 def test_rerun_skips_done_cells_and_adding_a_method_runs_only_it(study):
     config, root, _ = study
     done = root / "size=8" / "seed=0" / "method=base" / "metrics.json"
@@ -188,6 +210,23 @@ def test_a_bagan_cell_trains_on_every_class_and_samples_the_minority(tmp_path):
     ).read_text()  # both classes, exactly the cell's images
     generated = json.loads((cell / "gan=bagan/generated/manifest.json").read_text())
     assert generated["class_name"] == "malignant" and generated["num"] == 8
+
+
+@pytest.mark.slow
+def test_a_diffusion_cell_trains_samples_and_is_scored_like_the_gans(tmp_path):
+    config = get_config("smoke")
+    config.sizes, config.seeds = ("8",), (0,)
+    config.methods = ("base", "diffusion", "diffusion+classic")
+    results = runner.main(config, str(tmp_path))
+    assert not results["failed_cells"]
+    assert results["table"]["roc_auc"]["diffusion+classic"]["8"]["n"] == 1
+    quality = results["gan_quality"]["diffusion"]["8"]
+    assert quality["fid"]["n"] == 1 and quality["copies"]["mean"] == 0
+    cell = tmp_path / "size=8/seed=0"
+    generated = json.loads((cell / "gan=diffusion/generated/manifest.json").read_text())
+    assert generated["num"] == 8 and generated["sample_steps"] == 3
+    assert (cell / "gan=diffusion/manifest_train.csv").exists()
+    assert "| diffusion − base |" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
