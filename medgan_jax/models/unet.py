@@ -10,7 +10,8 @@ sinusoidal embedding through a two-layer MLP; class ids (`num_classes` > 0) add 
 embedding, with id `num_classes` the "no class" of classifier-free guidance.
 
 `dtype` is the computation dtype; parameters stay float32, GroupNorm and the softmax run
-in float32 and the output is float32.
+in float32 and the output is float32. GroupNorm and the convolutions are layers.py's
+(reductions as products with ones, convolution gradients XLA:CPU runs fast).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medgan_jax.models import layers
 from medgan_jax.models.layers import Conv
 
 
@@ -34,16 +36,7 @@ def noise_embedding(c_noise: jax.Array, dim: int, max_period: float = 10000.0) -
     return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
 
 
-class GroupNorm(nn.Module):
-    """nn.GroupNorm in float32 (diffusers' eps), returned in the input's dtype."""
-
-    num_groups: int
-    epsilon: float = 1e-5
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        norm = nn.GroupNorm(num_groups=self.num_groups, epsilon=self.epsilon)
-        return norm(x.astype(jnp.float32)).astype(x.dtype)
+EPSILON = 1e-5  # GroupNorm's, as diffusers'
 
 
 class ResBlock(nn.Module):
@@ -57,12 +50,12 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
-        h = nn.silu(GroupNorm(self.num_groups, name="norm1")(x))
+        h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm1")(x))
         h = Conv(self.features, 3, dtype=self.dtype, name="conv1")(h)
         h = h + nn.Dense(self.features, dtype=self.dtype, name="emb_proj")(nn.silu(emb))[
             :, None, None
         ].astype(h.dtype)
-        h = nn.silu(GroupNorm(self.num_groups, name="norm2")(h))
+        h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm2")(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = Conv(self.features, 3, dtype=self.dtype, name="conv2")(h)
         if x.shape[-1] != self.features:
@@ -82,7 +75,7 @@ class AttentionBlock(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         n, height, width, c = x.shape
         heads = max(c // self.head_dim, 1)
-        h = GroupNorm(self.num_groups, name="norm")(x).reshape(n, height * width, c)
+        h = layers.GroupNorm(self.num_groups, EPSILON, name="norm")(x).reshape(n, height * width, c)
         dense = lambda name: nn.Dense(c, dtype=self.dtype, name=name)
         split = lambda t: t.reshape(n, height * width, heads, c // heads)
         q, k, v = (split(dense(name)(h)) for name in ("query", "key", "value"))
@@ -157,7 +150,7 @@ class UNet(nn.Module):
                 h = Conv(widths[level], 3, dtype=self.dtype, name=f"up{level}_sample")(h)
                 resolution *= 2
 
-        h = nn.silu(GroupNorm(groups, name="norm_out")(h))
+        h = nn.silu(layers.GroupNorm(groups, EPSILON, name="norm_out")(h))
         zeros = nn.initializers.zeros  # the network starts as D(x) = c_skip x
         out = Conv(self.channels, 3, kernel_init=zeros, dtype=self.dtype, name="conv_out")(h)
         return out.astype(jnp.float32)

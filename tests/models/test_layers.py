@@ -256,3 +256,28 @@ def test_avg_pool2_equals_flax_avg_pool(shape):
     want = _value_and_grads(lambda x: nn.avg_pool(x, (2, 2), (2, 2)), x)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 5, 4, 16), 4), ((2, 7, 6, 8), 8), ((4, 9), 3)])
+def test_group_norm_equals_flax_in_value_and_gradient(shape, groups):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(1.0, 2.0, shape).astype(np.float32))
+    weights = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    features = shape[-1]
+    params = {"scale": jnp.linspace(0.5, 2.0, features), "bias": jnp.linspace(-1, 1, features)}
+
+    def run(module):
+        loss = lambda params, x: jnp.sum(jnp.sin(module.apply({"params": params}, x)) * weights)
+        value, grads = jax.value_and_grad(loss, (0, 1))(params, x)
+        return (
+            value,
+            module.apply({"params": params}, x),
+            grads,
+            module.init(jax.random.PRNGKey(0), x),
+        )
+
+    ours = run(layers.GroupNorm(groups, epsilon=1e-5))
+    flax_ = run(nn.GroupNorm(num_groups=groups, epsilon=1e-5))
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    assert jax.tree.structure(ours[-1]) == jax.tree.structure(flax_[-1])  # same names
