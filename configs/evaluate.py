@@ -8,7 +8,8 @@ runs/clf_100):
   python evaluate.py --config=configs/evaluate.py:synthetic_lesions --workdir=runs/eval
 or, after the README's BAGAN-GP and class-conditional DCGAN runs (5% malignant),
   python evaluate.py --config=configs/evaluate.py:balancing --workdir=runs/eval_balancing
-or, after the README's diffusion run (runs/diffusion_readme) beside that DCGAN,
+or, for the README's diffusion model against a DCGAN on the same images at 32x32
+(scripts/readme_diffusion.sh trains both and the feature classifier, then runs)
   python evaluate.py --config=configs/evaluate.py:diffusion_vs_dcgan --workdir=runs/eval_diffusion
 It writes metrics.json, report.md (also printed), roc.png and, per generated set,
 NAME/sample_grid.png (generated above, real below) and NAME/closest_pairs.png (each
@@ -68,10 +69,11 @@ def get_config(preset: str = "synthetic_lesions") -> ml_collections.ConfigDict:
         config.generated.dcgan = generated_set("runs/dcgan_readme", "malignant")
         config.classifiers.all_data = "runs/clf_all"
         config.classifiers.per_class_100 = "runs/clf_100"
-    elif preset == "diffusion_vs_dcgan":  # the same 922 malignant training images
-        config.generated.dcgan = generated_set("runs/dcgan_readme", "malignant")
-        config.generated.diffusion = generated_set("runs/diffusion_readme", "malignant")
-        config.classifiers.all_data = "runs/clf_all"
+    elif preset == "diffusion_vs_dcgan":  # the same 922 malignant training images, 32x32
+        config.generated.dcgan = generated_set("runs/dcgan32_readme", "malignant")
+        config.generated.diffusion = generated_set("runs/diffusion32_readme", "malignant")
+        config.features.classifier_workdir = "runs/clf_all32"
+        config.classifiers.all_data = "runs/clf_all32"
     elif preset == "balancing":  # BAGAN-GP vs a class-conditional DCGAN, 5% malignant
         for name, workdir in (("bagan", "runs/bagan_readme"), ("cdcgan", "runs/cdcgan_readme")):
             for class_name in ("malignant", "benign"):

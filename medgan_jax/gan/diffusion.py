@@ -33,6 +33,7 @@ from medgan_jax import training
 from medgan_jax.augment import ada
 from medgan_jax.gan import phases
 from medgan_jax.gan.state import GANState
+from medgan_jax.gan.steps import update_ema
 from medgan_jax.models.unet import UNet
 
 
@@ -177,15 +178,18 @@ def make_train_step(denoiser: Denoiser, config: ml_collections.ConfigDict):
         loss, grads = jax.value_and_grad(loss_fn)(state.g_params, images, labels, k_loss)
         updates, opt = tx.update(grads, state.g_opt, state.g_params)
         params = optax.apply_updates(state.g_params, updates)
-        step = state.step.astype(jnp.float32)  # EMA warm-up as in the GAN step
-        decay = jnp.minimum(config.gan.ema_decay, (1.0 + step) / (10.0 + step))
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
-        watched = jnp.stack([loss, optax.global_norm(params)])  # as the GAN step: the
-        first_bad = training.first_bad_step(state.first_bad_step, state.step, watched)  # update too
+        ema = update_ema(state.ema_params, params, state.step, config.gan.ema_decay)
+        # As in the GAN step, the updated weights are watched too, so a bad update is
+        # named at its own step.
+        watched = jnp.stack([loss, optax.global_norm(params)])
+        first_bad = training.first_bad_step(state.first_bad_step, state.step, watched)
         new_state = state.replace(
-            step=state.step + 1, g_params=params, g_opt=opt, ema_params=ema,
+            step=state.step + 1,
+            g_params=params,
+            g_opt=opt,
+            ema_params=ema,
             first_bad_step=first_bad,
-        )  # fmt: skip
+        )
         return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
     return train_step

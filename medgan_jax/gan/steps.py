@@ -179,11 +179,7 @@ def make_train_step(
         (g_grads,) = g_pullback(d_fake)
         updates, g_opt = g_tx.update(g_grads, state.g_opt, g_params)
         g_params = optax.apply_updates(g_params, updates)
-        # Warm-up (as tf.train.ExponentialMovingAverage's num_updates): early on the EMA
-        # would otherwise be mostly the random initialisation (0.999^500 = 61%).
-        step = state.step.astype(jnp.float32)
-        decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, g_params)
+        ema = update_ema(state.ema_params, g_params, state.step, cfg.ema_decay)
         if cfg.augment == "ada":
             ada_state = ada.maybe_update(
                 ada_state,
@@ -220,6 +216,15 @@ def make_train_step(
         return new_state, metrics
 
     return train_step
+
+
+def update_ema(ema_params, params, step: jax.Array, ema_decay: float):
+    """The EMA of the weights after `step` (0-based) updates. Warm-up (as
+    tf.train.ExponentialMovingAverage's num_updates): early on the EMA would otherwise be
+    mostly the random initialisation (0.999^500 = 61%)."""
+    step = step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
 def make_generate(generator: nn.Module, bn_momentum: float = 0.9):
