@@ -526,12 +526,13 @@ def _image_channel_sums(a: jax.Array) -> jax.Array:
     return jnp.matmul(ones, a)[:, 0]
 
 
-def _group_means(a: jax.Array, groups: int) -> jax.Array:
-    """[N, ..., C] -> [N, 1, .., 1, C]: each channel holds its (image, group) mean."""
+def _group_means(a: jax.Array, groups: int, sums: jax.Array | None = None) -> jax.Array:
+    """[N, ..., C] -> [N, 1, .., 1, C]: each channel holds its (image, group) mean.
+    `sums`: a's `_image_channel_sums` when already known."""
     n, c = a.shape[0], a.shape[-1]
-    sums = _image_channel_sums(a).reshape(n, groups, c // groups).sum(-1)
-    means = jnp.repeat(sums / (a.size // n // groups), c // groups, axis=1)
-    return means.reshape(n, *[1] * (a.ndim - 2), c)
+    sums = _image_channel_sums(a) if sums is None else sums
+    means = sums.reshape(n, groups, c // groups).sum(-1) / (a.size // n // groups)
+    return jnp.repeat(means, c // groups, axis=1).reshape(n, *[1] * (a.ndim - 2), c)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -553,9 +554,13 @@ def _group_norm_forward(x, scale, bias, groups, epsilon):
 def _group_norm_backward(groups, epsilon, residuals, dy):
     x, mean, inv, scale = residuals
     x_hat = (x - mean) * inv
-    g = dy * scale
-    dx = inv * (g - _group_means(g, groups) - x_hat * _group_means(g * x_hat, groups))
-    return dx, _column_sums(dy * x_hat), _column_sums(dy)
+    # Two passes over the maps: per image and channel, the sums of dy and dy * x_hat give
+    # the bias and scale gradients and, times the scale, the group means dx needs.
+    dy_sums, dy_x_hat_sums = _image_channel_sums(dy), _image_channel_sums(dy * x_hat)
+    g_mean = _group_means(dy, groups, dy_sums * scale)
+    g_x_hat_mean = _group_means(dy, groups, dy_x_hat_sums * scale)
+    dx = inv * (dy * scale - g_mean - x_hat * g_x_hat_mean)
+    return dx, dy_x_hat_sums.sum(0), dy_sums.sum(0)
 
 
 group_norm.defvjp(_group_norm_forward, _group_norm_backward)
@@ -719,6 +724,23 @@ class Conv(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv(x, kernel, self.strides, self.padding)
         return add_bias(y, bias) if self.use_bias else y
+
+
+class Dense(nn.Module):
+    """nn.Dense over the last axis (same parameter names, shapes and dtype behaviour), its
+    bias added by `add_bias`: the bias gradient over many rows (an attention layer's
+    pixels) is a product with ones."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        return add_bias(x @ kernel, bias)
 
 
 @jax.custom_vjp

@@ -76,7 +76,7 @@ class AttentionBlock(nn.Module):
         n, height, width, c = x.shape
         heads = max(c // self.head_dim, 1)
         h = layers.GroupNorm(self.num_groups, EPSILON, name="norm")(x).reshape(n, height * width, c)
-        dense = lambda name: nn.Dense(c, dtype=self.dtype, name=name)
+        dense = lambda name: layers.Dense(c, dtype=self.dtype, name=name)
         split = lambda t: t.reshape(n, height * width, heads, c // heads)
         q, k, v = (split(dense(name)(h)) for name in ("query", "key", "value"))
         logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / math.sqrt(c // heads)

@@ -254,3 +254,22 @@ def test_sampler_settings_are_flags_recorded_in_the_manifest(uninterrupted, tmp_
     assert not np.array_equal(images(default, "a")[0], images(fewer, "b")[0])
     with pytest.raises(ValueError, match="diffusion sampler; this is a dcgan run"):
         sample.with_sampler(get_dcgan_config("smoke"), sample_steps=2)
+
+
+@pytest.mark.parametrize(
+    "preset",
+    ["synthetic_lesions", "synthetic_cxr", "skin_cancer", "covid_xray", "chexpert",
+     "nih_chestxray14", "siim_isic", "siim_isic_dicom", "rsna_pneumonia", "smoke"],
+)  # fmt: skip
+def test_every_preset_builds_its_unet(preset):
+    config = get_config(preset)
+    denoiser, _ = families.build_models(config, 2)
+    size, channels = config.data.image_size, config.data.channels
+    shapes = jax.eval_shape(
+        lambda: denoiser.apply(
+            denoiser.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, channels)),
+                          jnp.ones(1), jnp.zeros(1, jnp.int32)),
+            jnp.zeros((2, size, size, channels)), jnp.ones(2), jnp.zeros(2, jnp.int32),
+        )
+    )  # fmt: skip
+    assert shapes.shape == (2, size, size, channels)

@@ -281,3 +281,17 @@ def test_group_norm_equals_flax_in_value_and_gradient(shape, groups):
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
     assert jax.tree.structure(ours[-1]) == jax.tree.structure(flax_[-1])  # same names
+
+
+def test_dense_module_equals_flax_dense():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(3, 5, 4)).astype(np.float32))
+    ours, flax_ = layers.Dense(6), nn.Dense(6)
+    params = {**flax_.init(jax.random.PRNGKey(0), x)["params"], "bias": jnp.linspace(-1, 1, 6)}
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == (
+        jax.tree.map(jnp.shape, params)
+    )
+    got = _value_and_grads(lambda p, x: ours.apply({"params": p}, x), params, x)
+    want = _value_and_grads(lambda p, x: flax_.apply({"params": p}, x), params, x)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
