@@ -100,11 +100,13 @@ def test_a_killed_process_stops_the_other_naming_it(tmp_path):
         "--config.num_steps=100000",
         "--config.log_every=2",
     ]
-    procs = _launch(2, args, tmp_path, MEDGAN_JAX_HEARTBEAT_TIMEOUT="5")
+    # 10 s: a shorter timeout can fire while a loaded machine starves the processes.
+    procs = _launch(2, args, tmp_path, MEDGAN_JAX_HEARTBEAT_TIMEOUT="10")
     log = tmp_path / "process_0.log"
     deadline = time.monotonic() + 300
     while "step 4/" not in log.read_text():  # both are training
-        assert time.monotonic() < deadline and procs[0].poll() is None, log.read_text()[-3000:]
+        running = time.monotonic() < deadline and procs[0].poll() is None
+        assert running, log.read_text().split("Extension modules")[0][-3000:]
         time.sleep(0.5)
     procs[1].kill()
     killed = time.monotonic()

