@@ -14,11 +14,12 @@ time python train_gan.py --config=configs/dcgan.py:synthetic_lesions \
   --workdir=runs/dcgan32_readme "${size[@]}" --config.num_steps=3000 \
   --config.gan.g_width=32 --config.gan.d_width=32 --config.sample_every=1000
 time python train_gan.py --config=configs/diffusion.py:synthetic_lesions \
-  --workdir=runs/diffusion32_readme "${size[@]}" --config.num_steps="${DIFFUSION_STEPS:-2000}" \
-  --config.batch_size=32 --config.diffusion.width=32 --config.diffusion.num_res_blocks=1 '--config.diffusion.channel_mult=(1,2,2)' \
+  --workdir=runs/diffusion32_readme "${size[@]}" --config.num_steps="${DIFFUSION_STEPS:-1000}" \
+  --config.batch_size=32 --config.diffusion.width=32 --config.diffusion.num_res_blocks=1 \
+  '--config.diffusion.channel_mult=(1,2,2)' \
   --config.sample_every=1000 --config.checkpoint_every=1000
 time python evaluate.py --config=configs/evaluate.py:diffusion_vs_dcgan --workdir=runs/eval_diffusion
-steps="${DIFFUSION_STEPS:-2000}"
+steps="${DIFFUSION_STEPS:-1000}"
 cp "runs/diffusion32_readme/samples/step_$(printf %06d "$steps").png" docs/images/diffusion32_lesions.png
 for name in dcgan diffusion; do
   python - "runs/eval_diffusion/$name/sample_grid.png" "docs/images/eval_diffusion_${name}.jpg" <<'PY'
