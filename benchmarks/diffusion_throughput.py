@@ -17,16 +17,19 @@ of both, the ratio, and our step's FLOP rate (XLA's cost analysis) against the b
 f32 matmul rate measured in the same run; writes benchmarks/results/diffusion_throughput.json.
 
 Measured (defaults: 32x32x3, width 64 x (1, 2, 2), 2 residual blocks, attention at 16,
-6,472,195 parameters, batch 32; 2026-12-03 06:25, Intel Xeon, 2 cores, quiet, XLA's
-4096^2 matmul at 197 GFLOP/s): training 6.7 images/s (4.75 s/step) against PyTorch's 12.8
-(2.50 s/step), 0.53x; our step is 292 GFLOP by XLA's count, 61 GFLOP/s, 31% of the matmul
-rate. Sampling, 18 Heun steps (35 evaluations) on 32 images: 0.9 against 1.2 images/s,
-0.76x. The profile (jax.profiler, non-convolution ops about 3.1 s of the 4.7 s step) blames
-reduce fusions: GroupNorm's statistics and gradients (rewritten as products with ones,
-layers.group_norm, exact: the step went from 4.73 to 4.62 s, because XLA still fuses the
-scale gradient's product into a reduce over N*H*W), the Dense layers' bias gradients over
-the attention's pixels, the softmax's, and the transposes of the convolutions' kernel
-gradients. Not yet at the target (ahead of PyTorch).
+6,472,195 parameters, batch 32; Intel Xeon, 2 cores, quiet). First (2026-12-03 06:25,
+XLA's 4096^2 matmul at 197 GFLOP/s): training 6.7 images/s (4.75 s/step) against PyTorch's
+12.8 (2.50 s/step), 0.53x, our step 292 GFLOP by XLA's count at 61 GFLOP/s (31% of the
+matmul rate); sampling, 18 Heun steps (35 evaluations) on 32 images, 0.9 against 1.2
+images/s, 0.76x. The profile (jax.profiler, non-convolution ops about 3.1 s of the 4.7 s
+step) blamed reduce fusions: GroupNorm's statistics and gradients, the Dense layers' bias
+gradients over the attention's pixels, the softmax's, and the transposes of the
+convolutions' kernel gradients. Rewritten (exact, tested equal to flax): GroupNorm with
+its reductions as products with ones and its backward in two passes over the maps
+(layers.group_norm), the attention's Dense layers with add_bias (layers.Dense). Then
+(07:30, matmul at 191 GFLOP/s): training 7.8 against 12.0 images/s (4.13 vs 2.66 s/step),
+0.64x, 71 GFLOP/s (37%); sampling 0.8 against 0.9 images/s, 0.85x. Not yet at the
+target (ahead of PyTorch); the remaining gap has not been profiled again.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
