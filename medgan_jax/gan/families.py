@@ -180,9 +180,7 @@ FAMILIES: dict[str, Family] = {
         build=diffusion.build,
         phases=diffusion.training_phases,
         conditioning=("", "embedding"),
-        create_state=lambda config, denoiser, sharding: diffusion.create_state(
-            config, denoiser, sharding
-        ),
+        create_state=diffusion.create_state,
         generate_programs=lambda config, denoiser: diffusion.generate_programs(
             denoiser, diffusion.Sampler.from_config(config)
         ),

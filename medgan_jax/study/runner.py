@@ -5,7 +5,8 @@ of that cell is trained on exactly those images (its minority class), sampled on
 and shared by every method that mixes its images in. A cell whose metrics.json exists
 is skipped, so re-running resumes and adding a method or size runs only the new cells;
 a failing cell is recorded and the others go on. The folders are grid.py's; the
-reference classifier is the grid's own size=all base cell when it has one.
+reference classifier is the grid's own size=all base cell when it has one. With
+config.workers the (size, seed) groups run in several processes (`workers_run`).
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
         workers, mp_context=context, initializer=_start_worker, initargs=(settings,)
     ) as pool:
         log = StudyLog(say.started)
-        if measures_gan_quality(config):  # its feature network, beside the groups
-            pool.submit(reference_classifier, config, root, log)
+        if measures_gan_quality(config):  # its feature network, beside the groups (if
+            pool.submit(reference_classifier, config, root, log)  # it fails, main() reruns it)
         futures = [pool.submit(run_group, config, root, size, seed, log) for size, seed in order]
         for future in futures:
             cells.update(future.result())
