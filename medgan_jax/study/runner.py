@@ -126,8 +126,9 @@ def _start_worker(settings: dict) -> None:
     """A study worker's JAX: the parent's platform, compilation cache and PRNG settings."""
     from medgan_jax import app
 
-    app.configure(compilation_cache=settings["jax_compilation_cache_dir"] or "", distributed=False)
-    for name, value in settings.items():
+    cache = settings.pop("jax_compilation_cache_dir")
+    app.configure(compilation_cache=cache or "", distributed=False)
+    for name, value in settings.items():  # after configure(), which sets its own defaults
         if value is not None:
             jax.config.update(name, value)
 
