@@ -181,10 +181,14 @@ class SkipCounter:
 
     def record(self, ok: tf.Tensor, path: tf.Tensor) -> list[tf.Operation]:
         bad = tf.logical_not(ok)
-        return [
-            self.count.assign_add(tf.cast(bad, tf.int64)),
-            self.last_path.assign(tf.where(bad, path, self.last_path)),
-        ]
+        # Only a skipped file writes the path: parallel map calls would otherwise race,
+        # a readable file writing back the value it read before a skipped one's write.
+        remember = tf.cond(
+            bad,
+            lambda: self.last_path.assign(path).op,
+            lambda: tf.no_op(),
+        )
+        return [self.count.assign_add(tf.cast(bad, tf.int64)), remember]
 
 
 _SKIP_HINT = "(config.data.skip_corrupt=True skips and counts such files)"

@@ -251,10 +251,12 @@ def test_a_truncated_dicom_stops_the_run_naming_it_or_is_counted(tmp_path):
     with pytest.raises(DataError, match=r"Unreadable DICOM file: .*cut.dcm"):
         _pipeline_images(records, _config(tmp_path), batch=2)
     cfg = _config(tmp_path, skip_corrupt=True)
+    # Readable files decoded in parallel beside the skipped one must not erase its name.
+    records = _records([good] * 3 + [bad] + [good] * 4)
     counter = pipeline.SkipCounter()
-    ds = pipeline.build_dataset(records, cfg, global_batch_size=2, train=False, counter=counter)
+    ds = pipeline.build_dataset(records, cfg, global_batch_size=8, train=False, counter=counter)
     batch = next(pipeline.host_batches(ds, records, counter))
-    assert batch["valid"].tolist() == [True, False]
+    assert batch["valid"].tolist() == [True] * 3 + [False] + [True] * 4
     assert int(counter.count.numpy()) == 1 and counter.last_path.numpy().decode() == str(bad)
 
 
