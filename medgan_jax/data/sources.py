@@ -141,10 +141,15 @@ def chexpert_targets(
     first_line: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw CSV cells [N, L] ('1.0', '0.0', '-1.0', '') -> float32 targets and loss mask."""
-    if blank not in BLANK_POLICIES:
-        raise DataError(
-            f"config.data.chexpert.blank is '{blank}'; expected one of {BLANK_POLICIES}."
-        )
+    values = label_values(raw, labels, where, first_line)
+    return targets_from_values(values, labels, policies, blank)
+
+
+def label_values(
+    raw: np.ndarray, labels: Sequence[str], where: str = "CheXpert labels", first_line: int = 2
+) -> np.ndarray:
+    """Raw CSV cells [N, L] -> float32 1.0 / 0.0 / -1.0, NaN for blank; an invalid cell
+    raises naming its line and column."""
     cells = np.char.strip(np.asarray(raw, dtype=str))
     values = np.full(cells.shape, np.nan, np.float32)
     known = cells == ""
@@ -161,6 +166,18 @@ def chexpert_targets(
                 f"'{cell}' is not one of 1.0, 0.0, -1.0 or blank."
             )
         values[cells == cell] = value
+    return values
+
+
+def targets_from_values(
+    values: np.ndarray, labels: Sequence[str], policies: dict[str, str], blank: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """label_values -> float32 targets and loss mask under the blank and uncertainty
+    policies."""
+    if blank not in BLANK_POLICIES:
+        raise DataError(
+            f"config.data.chexpert.blank is '{blank}'; expected one of {BLANK_POLICIES}."
+        )
     targets = np.where(values == 1.0, 1.0, 0.0).astype(np.float32)
     mask = np.ones_like(targets)
     mask[np.isnan(values) & (blank == "ignore")] = 0.0
@@ -185,10 +202,12 @@ def _parse_cell(cell: str) -> float | None:
 
 
 def read_chexpert_csv(csv_path: Path, labels: Sequence[str]) -> dict[str, np.ndarray]:
-    """Columns of a CheXpert CSV as string arrays; raises on missing columns.
+    """What a split needs of a CheXpert CSV: 'path' (UTF-8 bytes), 'patient' (the
+    patientNNNNN part), 'frontal' (bool) and 'labels' (label_values, [rows, len(labels)]);
+    raises on missing columns and invalid cells, naming the line.
 
-    Column by column: one fixed-width array of every cell would be as wide as the longest
-    path in every column (gigabytes for CheXpert's 224,316 rows)."""
+    Chunk by chunk into arrays: Python strings of every cell, or one fixed-width array of
+    every column, would hold hundreds of MiB (gigabytes) at CheXpert's 224,316 rows."""
     if not csv_path.is_file():
         raise DataError(f"CheXpert: {csv_path} does not exist.")
     expected = list(CHEXPERT_META_COLUMNS) + list(labels)
@@ -201,21 +220,32 @@ def read_chexpert_csv(csv_path: Path, labels: Sequence[str]) -> dict[str, np.nda
                 f"CheXpert CSV {csv_path} is missing column(s) {missing}; expected the "
                 f"header {','.join(CHEXPERT_META_COLUMNS + CHEXPERT_LABELS)}."
             )
-        positions = [header.index(name) for name in expected]
-        cells: list[list[str]] = [[] for _ in expected]
+        label_positions = [header.index(name) for name in labels]
+        path_position, view_position = header.index("Path"), header.index("Frontal/Lateral")
+        chunks: dict[str, list[np.ndarray]] = {"path": [], "patient": [], "frontal": []}
+        chunks["labels"] = []
         line = 2
-        while chunk := list(itertools.islice(reader, 20_000)):  # columns by C-level zip
+        while chunk := list(itertools.islice(reader, 5_000)):  # columns by C-level zip
             bad = next((i for i, row in enumerate(chunk) if len(row) != len(header)), None)
             if bad is not None:
                 raise DataError(
                     f"CheXpert CSV {csv_path}, line {line + bad}: {len(chunk[bad])} cells, "
                     f"expected {len(header)} (one per header column)."
                 )
-            transposed = list(zip(*chunk))
-            for column, position in zip(cells, positions):
-                column.extend(transposed[position])
+            cells = list(zip(*chunk))
+            paths = cells[path_position]
+            chunks["path"].append(np.char.encode(np.asarray(paths, dtype=str), "utf-8"))
+            patients = [_patient_id(p, csv_path, line - 2 + i) for i, p in enumerate(paths)]
+            chunks["patient"].append(np.asarray(patients, dtype=str))
+            views = np.char.lower(np.asarray(cells[view_position], dtype=str))
+            chunks["frontal"].append(views == "frontal")
+            label_cells = [cells[position] for position in label_positions]
+            raw = np.asarray(label_cells, dtype=str).reshape(len(labels), -1).T
+            chunks["labels"].append(label_values(raw, labels, str(csv_path), first_line=line))
             line += len(chunk)
-    return {name: np.asarray(column, dtype=str) for name, column in zip(expected, cells)}
+    empty = {"path": np.zeros(0, bytes), "patient": np.zeros(0, str), "frontal": np.zeros(0, bool)}
+    empty["labels"] = np.zeros((0, len(labels)), np.float32)
+    return {name: np.concatenate(parts) if parts else empty[name] for name, parts in chunks.items()}
 
 
 def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: int) -> Records:
@@ -231,14 +261,12 @@ def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: 
         )
     csv_path = data_dir / ("valid.csv" if split == "valid" else "train.csv")
     columns = _read_chexpert_once(csv_path, labels)
-    raw = np.stack([columns[label] for label in labels], axis=1)
     policies = parse_uncertainty(ccfg.uncertainty, ccfg.uncertainty_overrides, labels)
-    targets, mask = chexpert_targets(raw, labels, policies, ccfg.blank, where=str(csv_path))
-    rel_paths = columns["Path"]
-    patient_ids = np.asarray([_patient_id(p, csv_path, i) for i, p in enumerate(rel_paths)])
-    keep = np.ones(len(rel_paths), bool)
+    targets, mask = targets_from_values(columns["labels"], labels, policies, ccfg.blank)
+    patient_ids = columns["patient"]
+    keep = np.ones(len(patient_ids), bool)
     if ccfg.frontal_only:
-        keep = np.char.lower(columns["Frontal/Lateral"]) == "frontal"
+        keep = columns["frontal"].copy()
         logging.info("CheXpert %s: kept %d frontal of %d images.", csv_path, keep.sum(), len(keep))
     if split != "valid":
         fractions = {"train": 1.0 - ccfg.val_fraction - ccfg.test_fraction}
@@ -246,12 +274,13 @@ def chexpert_split_records(cfg: ml_collections.ConfigDict, split: str, *, seed: 
         assignment = subsets.patient_split(patient_ids, fractions, seed=seed)
         keep &= assignment == split
     index = np.flatnonzero(keep)
+    rel_paths = np.char.decode(columns["path"][index], "utf-8")
     # Paths in the CSV start with the dataset folder's own name.
-    paths = np.char.add(str(data_dir.parent) + os.sep, rel_paths[index])
+    paths = np.char.add(str(data_dir.parent) + os.sep, rel_paths)
     if ccfg.check_paths:
         _check_paths_exist(paths, csv_path, index)
     return Records(
-        ids=rel_paths[index],
+        ids=rel_paths,
         paths=paths,
         labels=targets[index],
         label_mask=mask[index],
