@@ -119,7 +119,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             else value < float(state.best_metric) - config.early_stopping.min_delta
         )
         if improved:
-            state = state.replace(best_metric=jnp.float32(value), best_epoch=jnp.int32(epoch))
+            # Replicated over the mesh like the rest of the state: a several-process run
+            # saves only global arrays.
+            best_fields = (np.float32(value), np.int32(epoch))
+            best_metric, best_epoch = jax.device_put(best_fields, parallel.replicated(mesh))
+            state = state.replace(best_metric=best_metric, best_epoch=best_epoch)
             best = jax.tree.map(jnp.copy, (state.params, state.batch_stats))
             if every_epoch:
                 checkpoint.save(best_checkpoint, step, state, force=True)

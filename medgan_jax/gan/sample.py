@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from PIL import Image
 
@@ -81,12 +82,14 @@ def sample_batches(
     state: GANState | None = None,
     sample_steps: int = 0,
     guidance: float | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[np.ndarray]:
     """Yields `num` images in [-1, 1] from a run's EMA generator, `batch_size` at a time.
 
     Image i's latent is drawn from fold_in(seed, i), so the images do not depend on the
     batch size; a batch that divides over this process's devices is sharded over them.
     `sample_steps` / `guidance`: a diffusion run's sampler (0 / None: its config's).
+    `part` = (k, n): only batches k, k + n, k + 2n, ... (one process's share).
     """
     g = load_generator(workdir, step, state)
     config = with_sampler(g.run.config, sample_steps, guidance)
@@ -107,7 +110,8 @@ def sample_batches(
     if mesh is not None:
         params, stats = jax.device_put((params, stats), parallel.replicated(mesh))
         labels = jax.device_put(labels, parallel.batch_sharding(mesh))
-    for start in range(0, num, batch_size):
+    index, count = part
+    for start in range(index * batch_size, num, count * batch_size):
         z = latents(key, start, batch_size, latent_dim)
         if mesh is not None:
             z = jax.device_put(z, parallel.batch_sharding(mesh))
@@ -187,7 +191,9 @@ def generate_images(
 ) -> dict:
     """Writes `num` PNGs and manifest.json to `out`; returns the manifest. `state`: the
     run's final state, when its training job just returned it; `sample_steps` /
-    `guidance` as in sample_batches."""
+    `guidance` as in sample_batches. Several processes split the batches between them
+    (each writes its own files; process 0 the manifest) and all return when every file
+    is written."""
     run = runs.load(workdir)
     class_names = run.class_names
     if state is None:
@@ -195,17 +201,17 @@ def generate_images(
     else:
         step = families.num_training_steps(run.config)
     os.makedirs(out, exist_ok=True)
-    files = []
+    files = [f"{class_name or 'sample'}_{i:06d}.png" for i in range(num)]
+    part = (jax.process_index(), jax.process_count())
     batches = sample_batches(
-        workdir, num, class_name, seed, step, batch_size, state, sample_steps, guidance
+        workdir, num, class_name, seed, step, batch_size, state, sample_steps, guidance, part
     )
-    for images in batches:
-        for image in to_uint8(images):
-            name = f"{class_name or 'sample'}_{len(files):06d}.png"
+    starts = range(part[0] * batch_size, num, part[1] * batch_size)
+    for start, images in zip(starts, batches):
+        for name, image in zip(files[start:], to_uint8(images)):
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
                 os.path.join(out, name)
             )
-            files.append(name)
     manifest = {
         "workdir": os.path.abspath(workdir),
         "checkpoint_step": step,
@@ -215,8 +221,11 @@ def generate_images(
         **sampler_settings(with_sampler(run.config, sample_steps, guidance)),
         "files": files,
     }
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
+    if part[0] == 0:
+        with open(os.path.join(out, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+    if part[1] > 1:  # callers read the folder next
+        multihost_utils.sync_global_devices(f"generate_images {out}")
     return manifest
 
 
