@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def _launch(num: int, command: list[str], log_dir: Path, trace: bool = False, **
             "MEDGAN_JAX_NUM_PROCESSES": str(num),
             "MEDGAN_JAX_PROCESS_ID": str(pid),
             "MEDGAN_JAX_CPU_DEVICES": "2",
-            "MEDGAN_JAX_XLA_CACHE": "",
+            # Shared by this session's launches: later ones load what earlier ones compiled.
+            "MEDGAN_JAX_XLA_CACHE": str(Path(tempfile.gettempdir()) / "medgan_jax_test_mp_cache"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             # jax_num_cpu_devices, not the device-count flag (its mix with gloo crashes)
             "XLA_FLAGS": "",
