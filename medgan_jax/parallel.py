@@ -25,6 +25,12 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def local_mesh() -> Mesh:
+    """A mesh over this process's devices only: for computations each process of a
+    several-process run makes on its own (GAN quality on images every process holds)."""
+    return Mesh(np.asarray(jax.local_devices()), (DATA_AXIS,))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     """Sharding for parameters and optimizer state: a full copy on every device."""
     return NamedSharding(mesh, P())
@@ -44,6 +50,22 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, field: str = "batch_siz
             f"number of devices ({num_devices}) so every device gets the same share."
         )
     return global_batch_size // jax.process_count()
+
+
+def local_copy(tree: Any) -> Any:
+    """A replicated tree, replicated over this process's devices only: what one process
+    may compute on alone (a global array of a several-process run spans the other
+    processes' devices too). Arrays already local are returned as they are."""
+    sharding = replicated(local_mesh())
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if not x.is_fully_replicated:
+                raise ValueError(f"local_copy needs replicated arrays; got {x.sharding}.")
+            return jax.device_put(x.addressable_data(0), sharding)
+        return x
+
+    return jax.tree.map(local, tree)
 
 
 def host_to_global(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,59 +25,9 @@ from medgan_jax.classify import train as classifier_train
 from medgan_jax.data import load_split
 from medgan_jax.gan import sample
 from medgan_jax.gan import train as gan_train
+from tests.processes import STRACE, launch, log_tail, run_processes
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-STRACE = shutil.which("strace")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(num: int, command: list[str], log_dir: Path, trace: bool = False, **env):
-    """`num` processes of `python command`, 2 CPU devices each; with `trace`, each under
-    strace, its file opens written to log_dir/opens_<process>."""
-    port, procs = _free_port(), []
-    for pid in range(num):
-        process_env = {
-            **os.environ,
-            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "MEDGAN_JAX_NUM_PROCESSES": str(num),
-            "MEDGAN_JAX_PROCESS_ID": str(pid),
-            "MEDGAN_JAX_CPU_DEVICES": "2",
-            # Shared by this session's launches: later ones load what earlier ones compiled.
-            "MEDGAN_JAX_XLA_CACHE": str(Path(tempfile.gettempdir()) / "medgan_jax_test_mp_cache"),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            # jax_num_cpu_devices, not the device-count flag (its mix with gloo crashes)
-            "XLA_FLAGS": "",
-            **env,
-        }
-        tracer = [STRACE, "-f", "-qq", "-e", "trace=openat", "-o", str(log_dir / f"opens_{pid}")]
-        log = open(log_dir / f"process_{pid}.log", "w")
-        procs.append(
-            subprocess.Popen(
-                [*(tracer if trace else []), sys.executable, *command],
-                cwd=ROOT,
-                env=process_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    return procs
-
-
-def _run(num: int, command: list[str], log_dir: Path, trace: bool = False) -> None:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = _launch(num, command, log_dir, trace)
-    codes = [p.wait(timeout=900) for p in procs]
-    assert codes == [0] * num, _log_tail(log_dir / "process_0.log")
-
-
-def _log_tail(log: Path) -> str:
-    return log.read_text().split("Extension modules")[0][-3000:]
 
 
 def _flags(overrides: dict) -> list[str]:
@@ -145,7 +89,7 @@ def gan_runs(tmp_path_factory):
     overrides.update({"data.shuffle": False, "data.folder.val_fraction": 0.0})
     two = root / "two"
     command = ["train_gan.py", "--config=configs/dcgan.py:smoke", f"--workdir={two}"]
-    _run(2, command + _flags(overrides), root / "logs", trace=STRACE is not None)
+    run_processes(2, command + _flags(overrides), root / "logs", trace=STRACE is not None)
     runs = {"2x2": two, "logs": root / "logs", "folder": folder}
     for devices in (4, 1):
         workdir = root / f"one_x{devices}"
@@ -199,14 +143,14 @@ def test_a_checkpoint_written_by_one_process_samples_in_two(gan_runs, tmp_path):
     """Each process writes its share of the batches; together the images of one process."""
     one = gan_runs["1x1"]
     command = ["-m", "medgan_jax.gan.sample", f"--workdir={one}", "--num=10", "--seed=2"]
-    _run(2, command + ["--batch_size=4", f"--out={tmp_path / 'two'}"], tmp_path / "logs")
+    run_processes(2, command + ["--batch_size=4", f"--out={tmp_path / 'two'}"], tmp_path / "logs")
     expected = sample.generate_images(str(one), 10, str(tmp_path / "one"), seed=2, batch_size=4)
     ours = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert ours == expected and len(ours["files"]) == 10
     for name in ours["files"]:
         a, b = (np.asarray(Image.open(tmp_path / d / name), np.int16) for d in ("two", "one"))
         assert np.abs(a - b).max() <= 1
-    written = [_log_tail(tmp_path / "logs" / f"process_{k}.log") for k in (0, 1)]
+    written = [log_tail(tmp_path / "logs" / f"process_{k}.log") for k in (0, 1)]
     assert all("Wrote 10 images from step 6" in text for text in written)
 
 
@@ -227,8 +171,8 @@ def _folder(folder: Path) -> dict:
 def test_two_processes_train_and_evaluate_the_classifier_of_one(small_folder, tmp_path):
     overrides = _folder(small_folder)
     command = ["train_classifier.py", "--config=configs/classifier.py:smoke"]
-    _run(2, command + [f"--workdir={tmp_path / 'two'}", *_flags(overrides)], tmp_path / "logs")
     two = tmp_path / "two"
+    run_processes(2, command + [f"--workdir={two}", *_flags(overrides)], tmp_path / "logs")
     for devices in (4, 1):
         one = tmp_path / f"one_x{devices}"
         _in_one_process(
@@ -249,7 +193,7 @@ def test_two_processes_train_the_autoencoder_stage_of_one(small_folder, tmp_path
     """BAGAN's supervised autoencoder (its first stage; num_steps=0 stops before the GAN)."""
     overrides = {**_folder(small_folder), "num_steps": 0}
     command = ["train_gan.py", "--config=configs/bagan.py:smoke", f"--workdir={tmp_path / 'two'}"]
-    _run(2, command + _flags(overrides), tmp_path / "logs")
+    run_processes(2, command + _flags(overrides), tmp_path / "logs")
     ours = _series(tmp_path / "two", "reconstruction_mae", "autoencoder/metrics.jsonl")
     for devices in (4, 1):
         one = _in_one_process(
@@ -270,12 +214,12 @@ def test_a_killed_process_stops_the_other_naming_it_and_the_run_resumes_exactly(
     overrides = {"num_steps": 100_000, "log_every": 1, "checkpoint_every": 2}
     command = ["train_gan.py", "--config=configs/dcgan.py:smoke", f"--workdir={workdir}"]
     # 10 s: a shorter timeout can fire while a loaded machine starves the processes.
-    procs = _launch(2, command + _flags(overrides), tmp_path, MEDGAN_JAX_HEARTBEAT_TIMEOUT="10")
+    procs = launch(2, command + _flags(overrides), tmp_path, MEDGAN_JAX_HEARTBEAT_TIMEOUT="10")
     log = tmp_path / "process_0.log"
     deadline = time.monotonic() + 300
     while "step 5/" not in log.read_text():  # both are training, a checkpoint is written
         running = time.monotonic() < deadline and procs[0].poll() is None
-        assert running, _log_tail(log)
+        assert running, log_tail(log)
         time.sleep(0.2)
     procs[1].kill()
     killed = time.monotonic()
@@ -288,7 +232,7 @@ def test_a_killed_process_stops_the_other_naming_it_and_the_run_resumes_exactly(
     saved = checkpoint.manager(str(workdir), 1, None).latest_step()
     assert saved is not None and saved >= 2
     end = {**overrides, "num_steps": saved + 3}
-    _run(2, command + _flags(end), tmp_path / "restart")
+    run_processes(2, command + _flags(end), tmp_path / "restart")
     reference = _in_one_process(gan_train.train, dcgan_config("smoke"), end, tmp_path / "one", 4)
     steps = list(range(1, saved + 4))
     for key in ("d_loss", "g_loss"):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from medgan_jax import checkpoint, runs
+from medgan_jax import checkpoint, parallel, runs
 from medgan_jax.classify.state import build_model, num_outputs, scores_of
 from medgan_jax.models.classifiers import HEAD, TRUNK
 
@@ -26,7 +26,8 @@ def load_variables(workdir: str) -> dict:
             if step is not None:
                 raw = checkpoint.restore_raw(mngr, step)
                 mngr.close()
-                return {"params": raw["params"], "batch_stats": raw.get("batch_stats", {})}
+                variables = {"params": raw["params"], "batch_stats": raw.get("batch_stats", {})}
+                return parallel.local_copy(variables)  # each process predicts on its own
     raise FileNotFoundError(f"No classifier checkpoint in {workdir}/best or /checkpoints.")
 
 

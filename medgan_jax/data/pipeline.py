@@ -315,16 +315,21 @@ def build_dataset(
     train: bool,
     start_step: int = 0,
     counter: SkipCounter | None = None,
+    every_process_reads_all: bool = False,
 ) -> tf.data.Dataset:
     """This process's batches: endless and shuffled for training, one padded pass for eval.
 
     Eval batches carry `valid` (False for padding and skipped files) so every device
     gets full batches and every process the same number of them.
+    `every_process_reads_all`: whole batches in every process (host-side computations
+    that each process makes on all the images).
     """
     app.hide_accelerators_from_tf()
     if len(records) == 0:
         raise DataError(f"No images to read from {records.description}.")
     processes, process = jax.process_count(), jax.process_index()
+    if every_process_reads_all:
+        processes, process = 1, 0
     if global_batch_size % processes:
         raise DataError(
             f"Batch size {global_batch_size} must be divisible by the {processes} processes."
@@ -447,9 +452,11 @@ def global_batches(
 def decode_all(
     records: Records, cfg: ml_collections.ConfigDict, batch_size: int = 256
 ) -> np.ndarray:
-    """Every image of `records` (this process's share when there are several), preprocessed
-    by the input pipeline, in [-1, 1]."""
-    ds = build_dataset(records, cfg, global_batch_size=batch_size, train=False)
+    """Every image of `records` (in every process: GAN quality, soft labels and resident
+    splits use them all), preprocessed by the input pipeline, in [-1, 1]."""
+    ds = build_dataset(
+        records, cfg, global_batch_size=batch_size, train=False, every_process_reads_all=True
+    )
     batches = list(host_batches(ds, records))
     valid = np.concatenate([b["valid"] for b in batches])  # False on padding and bad files
     if valid.sum() != len(records):

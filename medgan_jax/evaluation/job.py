@@ -10,7 +10,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from medgan_jax import training
+from medgan_jax import parallel, training
 from medgan_jax.evaluation import report
 from medgan_jax.evaluation.classifier_stats import evaluate_classifiers
 from medgan_jax.evaluation.features import build_feature_network
@@ -19,7 +19,8 @@ from medgan_jax.evaluation.gan_quality import evaluate_generated
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every evaluation the config names; returns what it wrote to metrics.json."""
-    mesh = training.mesh_of(config)
+    # The images are in every process; each computes the metrics on its own devices.
+    mesh = training.mesh_of(config) if jax.process_count() == 1 else parallel.local_mesh()
     os.makedirs(workdir, exist_ok=True)
     results: dict = {"generated": {}, "classification": {}}
     generated = {k: v for k, v in config.generated.items() if v.gan_workdir}

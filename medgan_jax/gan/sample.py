@@ -60,7 +60,8 @@ def load_generator(workdir: str, step: int = -1, state: GANState | None = None) 
     else:
         step = families.num_training_steps(config)
     generator = families.generator_at(config, generator, discriminator, step)
-    return Generator(run, generator, state.ema_params, state.g_stats, int(step))
+    params, stats = parallel.local_copy((state.ema_params, state.g_stats))
+    return Generator(run, generator, params, stats, int(step))
 
 
 def resolve_step(workdir: str, step: int = -1) -> int:

@@ -50,7 +50,7 @@ def nearest_neighbours(
     if query_index is None:
         query_index = np.arange(len(queries)) if exclude_same_index else np.full(len(queries), -1)
     own = np.asarray(query_index, np.int32)
-    mesh = mesh or parallel.make_mesh()
+    mesh = mesh or parallel.local_mesh()
     batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
     chunk = min(reference_chunk, len(references))
     ref_blocks = [

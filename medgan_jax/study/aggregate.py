@@ -7,10 +7,10 @@ import copy
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 
+from medgan_jax import parallel
 from medgan_jax.evaluation.classifier_stats import delong, load_predictions
 from medgan_jax.evaluation.features import build_feature_network
 from medgan_jax.evaluation.gan_quality import evaluate_generated
@@ -83,7 +83,7 @@ def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> d
 def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifier: str) -> dict:
     """IS/FID/KID/MS-SSIM/memorisation of every trained GAN, with the all-data classifier
     as the feature network."""
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+    mesh = parallel.local_mesh()
     features = ml_collections.ConfigDict(
         dict(network="classifier", classifier_workdir=reference_classifier, inception_weights="")
     )

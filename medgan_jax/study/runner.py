@@ -24,6 +24,7 @@ import traceback
 import jax
 import ml_collections
 from absl import logging
+from jax.experimental import multihost_utils
 
 from medgan_jax import runs
 from medgan_jax.classify import mixing
@@ -149,6 +150,8 @@ def write_subset_manifest(
         if jax.process_index() == 0:
             subsets.write_manifest(records, path)
         say(f"size={size} seed={seed}: {records.summary()}")
+    if jax.process_count() > 1:  # the others read what process 0 wrote
+        multihost_utils.sync_global_devices(f"manifest {path}")
     return path
 
 

@@ -14,6 +14,7 @@ from medgan_jax import training
 from medgan_jax.classify import train as classify_train
 from medgan_jax.data import load_split
 from medgan_jax.study import grid, runner
+from tests.processes import run_processes
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,36 @@ def test_study_writes_tables_tests_quality_and_plots(study):
             cell = root / f"size={size}" / f"seed={seed}"
             gan_manifest = (cell / "gan=dcgan" / "manifest_train.csv").read_text()
             assert gan_manifest == (cell / "manifest_train.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_study_of_one(study, tmp_path):
+    """The smoke study on 2 processes x 2 devices: every table, test and GAN-quality number
+    of the one-process run (8 devices) to float tolerance."""
+    config, _, results = study
+    two = tmp_path / "two"
+    command = ["evaluate.py", "--config=configs/study.py:smoke", f"--workdir={two}"]
+    run_processes(2, command, tmp_path / "logs")
+    ours = json.loads((two / "results.json").read_text())
+    assert ours["failed_cells"] == results["failed_cells"] == {}
+    _assert_same_numbers(ours, json.loads(json.dumps(results)), "results")
+
+
+def _assert_same_numbers(ours, expected, where: str) -> None:
+    """Equal structure and text, numbers to float tolerance (timings and versions aside)."""
+    if isinstance(expected, dict):
+        keys = set(expected) - {"wall_seconds", "environment"}
+        assert keys <= set(ours), (where, keys - set(ours))
+        for key in keys:
+            _assert_same_numbers(ours[key], expected[key], f"{where}/{key}")
+    elif isinstance(expected, list):
+        assert len(ours) == len(expected), where
+        for i, (a, b) in enumerate(zip(ours, expected)):
+            _assert_same_numbers(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert ours == pytest.approx(expected, rel=1e-4, abs=1e-5, nan_ok=True), where
+    else:
+        assert ours == expected, where
 
 
 def test_gans_never_see_validation_or_test_images(study):
