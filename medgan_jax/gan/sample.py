@@ -125,10 +125,10 @@ def sample_batches(
 def _sampling_mesh(batch_size: int) -> Mesh | None:
     """A mesh over this process's devices (each process of a multi-host run samples on
     its own), or None when the batch does not divide over them."""
-    devices = jax.local_devices()
-    if len(devices) < 2 or batch_size % len(devices):
+    mesh = parallel.local_mesh()
+    if mesh.devices.size < 2 or batch_size % mesh.devices.size:
         return None
-    return Mesh(np.array(devices), (parallel.DATA_AXIS,))
+    return mesh
 
 
 def with_sampler(config, sample_steps: int = 0, guidance: float | None = None):
