@@ -14,10 +14,19 @@ def manager(
     workdir: str | os.PathLike, save_every: int, keep: int, subdir: str = "checkpoints"
 ) -> ocp.CheckpointManager:
     """A CheckpointManager over `workdir/subdir`."""
+    directory = os.path.abspath(os.path.join(workdir, subdir))
+    # Orbax names its cross-process barriers after the step: two managers saving the same
+    # step at once (a classifier's latest and best) would otherwise share them and hang.
+    barrier_prefix = "_".join(directory.split(os.sep)[-2:])
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=save_every, max_to_keep=keep, create=True
+        save_interval_steps=save_every,
+        max_to_keep=keep,
+        create=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix=barrier_prefix
+        ),
     )
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, subdir)), options=options)
+    return ocp.CheckpointManager(directory, options=options)
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, state: Any) -> Any:

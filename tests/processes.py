@@ -58,7 +58,11 @@ def run_processes(num: int, command: list[str], log_dir: Path, trace: bool = Fal
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = launch(num, command, log_dir, trace)
     codes = [p.wait(timeout=900) for p in procs]
-    assert codes == [0] * num, log_tail(log_dir / "process_0.log")
+    logs = "\n".join(
+        f"--- process {k} (exit {code}) ---\n{log_tail(log_dir / f'process_{k}.log')}"
+        for k, code in enumerate(codes)
+    )
+    assert codes == [0] * num, logs
 
 
 def log_tail(log: Path) -> str:
