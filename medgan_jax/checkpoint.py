@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -26,7 +27,9 @@ def manager(
             barrier_sync_key_prefix=barrier_prefix
         ),
     )
-    return ocp.CheckpointManager(directory, options=options)
+    return ocp.CheckpointManager(
+        directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+    )
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, state: Any) -> Any:
@@ -50,5 +53,9 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, force: bool = False
 
 
 def restore_raw(mngr: ocp.CheckpointManager, step: int) -> Any:
-    """The checkpoint of `step` as saved (nested dicts of arrays), without a target."""
-    return mngr.restore(step, args=ocp.args.StandardRestore())
+    """The checkpoint of `step` as saved (nested dicts), without a target, as NumPy arrays:
+    readable whatever devices and processes wrote it (a raw restore would put each array
+    back on the writer's devices, which may not exist here)."""
+    saved = mngr.item_metadata(step)
+    on_host = jax.tree.map(lambda leaf: np.empty(leaf.shape, leaf.dtype), saved)
+    return mngr.restore(step, args=ocp.args.StandardRestore(on_host))

@@ -21,8 +21,9 @@ from configs.classifier import get_config as classifier_config
 from configs.data import data_config
 from configs.dcgan import get_config as dcgan_config
 from medgan_jax import checkpoint
+from medgan_jax.classify import predict
 from medgan_jax.classify import train as classifier_train
-from medgan_jax.data import load_split
+from medgan_jax.data import load_split, pipeline
 from medgan_jax.gan import sample
 from medgan_jax.gan import train as gan_train
 from tests.processes import STRACE, launch, log_tail, run_processes
@@ -187,6 +188,12 @@ def test_two_processes_train_and_evaluate_the_classifier_of_one(small_folder, tm
         for key in ("roc_auc", "average_precision", "accuracy", "sensitivity", "specificity"):
             assert ours["test"][key] == pytest.approx(expected["test"][key], rel=1e-5), key
         assert ours["test"]["n_samples"] == expected["test"]["n_samples"] == 32
+    # The 2-process run's best checkpoint evaluates in this one process to its test scores.
+    data = _apply(classifier_config("smoke"), overrides).data
+    images = pipeline.decode_all(load_split(data, "test"), data)
+    malignant = predict.probabilities(str(two), images)[:, 1]
+    saved = np.load(two / "test_predictions.npz")["scores"]
+    np.testing.assert_allclose(malignant, saved, rtol=1e-5, atol=1e-7)
 
 
 def test_two_processes_train_the_autoencoder_stage_of_one(small_folder, tmp_path):

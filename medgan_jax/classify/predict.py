@@ -27,7 +27,8 @@ def load_variables(workdir: str) -> dict:
                 raw = checkpoint.restore_raw(mngr, step)
                 mngr.close()
                 variables = {"params": raw["params"], "batch_stats": raw.get("batch_stats", {})}
-                return parallel.local_copy(variables)  # each process predicts on its own
+                # On this process's devices: each process predicts on its own.
+                return jax.device_put(variables, parallel.replicated(parallel.local_mesh()))
     raise FileNotFoundError(f"No classifier checkpoint in {workdir}/best or /checkpoints.")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from medgan_jax import checkpoint
@@ -46,7 +45,8 @@ def check_same_shapes(source, target, source_name: str, field: str) -> None:
 
 
 def initialise_from_run(state: GANState, from_run: str) -> GANState:
-    """`state` with the latest checkpoint of `from_run`'s networks and EMA generator."""
+    """`state` with the latest checkpoint of `from_run`'s networks and EMA generator (as
+    NumPy arrays, whatever devices wrote them: the caller puts them on its mesh)."""
     mngr = checkpoint.manager(from_run, 1, None)
     step = mngr.latest_step()
     if step is None:
@@ -58,7 +58,7 @@ def initialise_from_run(state: GANState, from_run: str) -> GANState:
         target = getattr(state, field)
         check_same_shapes(source[field], target, from_run, field)
         copied[field] = jax.tree.map(
-            lambda s, t: jnp.asarray(s, dtype=t.dtype), source[field], target
+            lambda s, t: np.asarray(s, dtype=t.dtype), source[field], target
         )
     return state.replace(**copied)
 
