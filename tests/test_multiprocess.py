@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -194,6 +195,15 @@ def test_two_processes_train_and_evaluate_the_classifier_of_one(small_folder, tm
     malignant = predict.probabilities(str(two), images)[:, 1]
     saved = np.load(two / "test_predictions.npz")["scores"]
     np.testing.assert_allclose(malignant, saved, rtol=1e-5, atol=1e-7)
+    # ... and the 1-process run's, restored by 2 processes, evaluates to its test scores.
+    restored = tmp_path / "one_x1_in_two"
+    shutil.copytree(tmp_path / "one_x1", restored)
+    for name in ("metrics.json", "val_predictions.npz", "test_predictions.npz"):
+        (restored / name).unlink()
+    run_processes(2, command + [f"--workdir={restored}", *_flags(overrides)], tmp_path / "logs")
+    for name in ("test_predictions.npz", "val_predictions.npz"):
+        ours, expected = (np.load(run / name)["scores"] for run in (restored, tmp_path / "one_x1"))
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_two_processes_train_the_autoencoder_stage_of_one(small_folder, tmp_path):
