@@ -159,7 +159,7 @@ def classifier_compute(row: dict) -> dict:
     size, channels = config.data.image_size, config.data.channels
     state = create_state(model, tx, (size, size, channels), 0, True, parallel.replicated(mesh))
     augment = registry.make_augment(config.augment, config.augment_params.to_dict() or None)
-    step_fn = training.jit_step(make_train_step(model, tx, task, jnp.ones(2), augment), mesh)
+    step_fn = training.jit_step(make_train_step(model, tx, task, augment), mesh, 1)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (config.batch_size, size, size, channels)).astype(np.float32)
     batch = parallel.host_to_global(
@@ -168,7 +168,8 @@ def classifier_compute(row: dict) -> dict:
     predict = jax.jit(make_predict(model, task))
     eval_images = np.zeros((config.eval_batch_size, size, size, channels), np.float32)
     eval_s = seconds_per_call(predict, state.params, state.batch_stats, eval_images)
-    train_s = seconds_per_step(lambda s: step_fn(s, batch)[0], state)
+    weights = jnp.ones(2)
+    train_s = seconds_per_step(lambda s: step_fn(s, batch, weights)[0], state)
     val, test = row["val_images"], row["test_images"]
     eval_batches = (epochs + 1) * -(-val // config.eval_batch_size)
     eval_batches += -(-test // config.eval_batch_size)

@@ -67,9 +67,7 @@ def _classifier_run(precision: str, steps: int = 3):
     tx = make_optimizer(config.optimizer, 10)
     mesh = parallel.make_mesh(1)
     state = create_state(model, tx, (16, 16, 1), 0, True, parallel.replicated(mesh))
-    step = training.jit_step(
-        classifier_step(model, tx, "binary", jnp.ones(2), lambda x, key: x), mesh
-    )
+    step = training.jit_step(classifier_step(model, tx, "binary", lambda x, key: x), mesh, 1)
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32),
@@ -77,7 +75,7 @@ def _classifier_run(precision: str, steps: int = 3):
     }
     losses = []
     for _ in range(steps):
-        state, metrics = step(state, parallel.host_to_global(batch, mesh))
+        state, metrics = step(state, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
         losses.append(float(metrics["loss"]))
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = model.apply(variables, batch["image"])

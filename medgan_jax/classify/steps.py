@@ -18,13 +18,14 @@ def make_train_step(
     model: nn.Module,
     tx: optax.GradientTransformation,
     task: str,
-    class_weights: jax.Array,
     augment: Callable,
     freeze_trunk_steps: int = 0,
 ):
-    """state, batch -> (state, metrics). The trunk is frozen for the first N steps."""
+    """state, batch, class_weights -> (state, metrics). The trunk is frozen for the first N
+    steps. The class weights are an argument, not a constant, so that runs with different
+    weights (a study's cells) share one compiled program."""
 
-    def train_step(state: ClassifierState, batch: dict):
+    def train_step(state: ClassifierState, batch: dict, class_weights: jax.Array):
         key = jax.random.fold_in(state.key, state.step)
         aug_key, dropout_key = jax.random.split(key)
         images = augment(batch["image"], aug_key)

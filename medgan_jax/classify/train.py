@@ -78,8 +78,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     weights = class_weights(
         config.class_weighting, train.labels, train.label_mask, train.num_classes
     )
+    weights = jax.device_put(weights, parallel.replicated(mesh))
     programs = classifier_programs(
-        config, task, train.num_classes, total_steps, steps_per_epoch, weights, mesh
+        config, task, train.num_classes, total_steps, steps_per_epoch, mesh
     )
     higher = HIGHER_IS_BETTER[config.early_stopping.metric]
     every_epoch = config.checkpoints == "every_epoch"
@@ -102,7 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if patience and epoch - int(state.best_epoch) > patience:
             break  # resumed after the run had already stopped early
         for _ in range(steps_per_epoch):
-            state, metrics = programs.train_step(state, next(batches))
+            state, metrics = programs.train_step(state, next(batches), weights)
             step += 1
             if step % config.log_every == 0:
                 scalars = _finite_scalars(state, metrics)
@@ -265,11 +266,9 @@ class Programs:
     predict_batches: Callable  # (params, batch_stats, images [S, B, ...]) -> scores [S, B, ...]
 
 
-def classifier_programs(
-    config, task, num_classes, total_steps, steps_per_epoch, weights, mesh
-) -> Programs:
+def classifier_programs(config, task, num_classes, total_steps, steps_per_epoch, mesh) -> Programs:
     """The model and its jitted init, train step and predictions, built once per process
-    for each network, optimizer schedule, augmentation, task, class weights and mesh (a
+    for each network, optimizer schedule, augmentation, task and mesh (a
     study's runs of one shape share them; see training.built_once)."""
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
     freeze_steps = config.freeze_trunk_epochs * steps_per_epoch
@@ -281,7 +280,7 @@ def classifier_programs(
         config.augment,
         config.augment_params,
         config.early_stopping.metric,
-        [task, num_classes, total_steps, freeze_steps, image_shape, weights.tolist()],
+        [task, num_classes, total_steps, freeze_steps, image_shape],
         [d.id for d in mesh.devices.flat],
     )
 
@@ -293,7 +292,7 @@ def classifier_programs(
         augment = augment_registry.make_augment(
             config.augment, config.augment_params.to_dict() or None
         )
-        step = make_train_step(model, tx, task, jnp.asarray(weights), augment, freeze_steps)
+        step = make_train_step(model, tx, task, augment, freeze_steps)
         predict = make_predict(model, task)
 
         def predict_batches(params, batch_stats, images):
@@ -302,7 +301,7 @@ def classifier_programs(
         return Programs(
             model=model,
             init=jax.jit(make_init(model, tx, image_shape, higher), out_shardings=replicated),
-            train_step=training.jit_step(step, mesh),
+            train_step=training.jit_step(step, mesh, num_extra_args=1),
             predict=jax.jit(predict),
             predict_batches=jax.jit(
                 predict_batches,

@@ -9,6 +9,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
@@ -127,7 +128,7 @@ def test_step_on_eight_devices_matches_one():
     config.optimizer.update(warmup_steps=0, schedule="constant")
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
     tx = state.make_optimizer(config.optimizer, 10)
-    step = steps.make_train_step(model, tx, "binary", jnp.ones(2), lambda x, k: x)
+    step = steps.make_train_step(model, tx, "binary", lambda x, k: x)
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
@@ -137,9 +138,9 @@ def test_step_on_eight_devices_matches_one():
     for devices in (1, 8):
         mesh = parallel.make_mesh(devices)
         s = state.create_state(model, tx, (32, 32, 3), 0, True, parallel.replicated(mesh))
-        fn = jax.jit(step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)))
-        s, m1 = fn(s, parallel.host_to_global(batch, mesh))
-        _, m2 = fn(s, parallel.host_to_global(batch, mesh))
+        fn = training.jit_step(step, mesh, num_extra_args=1)
+        s, m1 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
+        _, m2 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
         losses.append([float(m1["loss"]), float(m2["loss"])])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert losses[0][1] != losses[0][0]
@@ -235,11 +236,10 @@ def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(ful
 
 
 def test_config_precision_reaches_the_trained_model():
-    weights = np.ones(2, np.float32)
     config = smoke(precision="bfloat16")
-    programs = train.classifier_programs(config, "binary", 2, 4, 2, weights, parallel.make_mesh(1))
+    programs = train.classifier_programs(config, "binary", 2, 4, 2, parallel.make_mesh(1))
     assert programs.model.dtype == jnp.bfloat16
-    programs = train.classifier_programs(smoke(), "binary", 2, 4, 2, weights, parallel.make_mesh(1))
+    programs = train.classifier_programs(smoke(), "binary", 2, 4, 2, parallel.make_mesh(1))
     assert programs.model.dtype == jnp.float32
 
 
@@ -278,20 +278,49 @@ def test_soft_labels_are_prior_probabilities_and_train(full_run, synthetic_folde
     assert results["synthetic_images"] == 10
 
 
+def test_one_compiled_step_takes_any_class_weights():
+    """The study's weighted runs share one program: the weights are an argument, and the
+    step's loss is the weighted mean of the per-image losses with the weights given."""
+    config = smoke()
+    model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
+    tx = state.make_optimizer(config.optimizer, 10)
+    step = jax.jit(steps.make_train_step(model, tx, "binary", lambda x, k: x))
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+        "label": np.asarray([0, 1, 1, 0, 0, 0, 1, 0], np.int32),
+    }
+    s0 = state.create_state(model, tx, (32, 32, 3), 0, True)
+    logits, _ = model.apply(
+        {"params": s0.params, "batch_stats": s0.batch_stats},
+        batch["image"],
+        train=True,
+        mutable=["batch_stats"],
+    )
+    per_image = optax.losses.sigmoid_binary_cross_entropy(logits[:, 0], batch["label"])
+    for weights in ([1.0, 1.0], [1.0, 3.0], [0.5, 2.0]):
+        w = np.asarray(weights, np.float32)[batch["label"]]
+        _, metrics = step(s0, batch, jnp.asarray(weights))
+        expected = float(np.sum(per_image * w) / np.sum(w))
+        assert float(metrics["loss"]) == pytest.approx(expected, rel=1e-5)
+    assert step._cache_size() == 1
+
+
 def test_frozen_trunk_stays_put_while_the_head_learns():
     config = smoke()
     config.optimizer.update(warmup_steps=0, schedule="constant")
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
     tx = state.make_optimizer(config.optimizer, 10)
-    step = jax.jit(steps.make_train_step(model, tx, "binary", jnp.ones(2), lambda x, k: x, 1))
+    step = jax.jit(steps.make_train_step(model, tx, "binary", lambda x, k: x, 1))
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
         "label": rng.integers(0, 2, 8).astype(np.int32),
     }
     s0 = state.create_state(model, tx, (32, 32, 3), 0, True)
-    s1, _ = step(s0, batch)  # step 0: trunk frozen
-    s2, _ = step(s1, batch)  # step 1: trunk free
+    ones = jnp.ones(2)
+    s1, _ = step(s0, batch, ones)  # step 0: trunk frozen
+    s2, _ = step(s1, batch, ones)  # step 1: trunk free
     same = lambda a, b: all(
         np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
