@@ -270,21 +270,22 @@ def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
     tx = make_optimizer(get_config("synthetic_lesions").optimizer, total_steps=10_000)
     state = create_state(model, tx, images.shape[1:], 0, True, replicated)
     params = sum(p.size for p in jax.tree.leaves(state.params))
-    train_step = make_train_step(model, tx, "binary", jax.numpy.ones(2), lambda x, k: x)
+    train_step = make_train_step(model, tx, "binary", lambda x, k: x)
     step_fn = jax.jit(
         train_step,
-        in_shardings=(replicated, batch_sharding),
+        in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
     batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
+    weights = jax.device_put(np.ones(2, np.float32), replicated)
     start = time.perf_counter()
-    compiled = step_fn.lower(state, batch).compile()
+    compiled = step_fn.lower(state, batch, weights).compile()
     compile_s = time.perf_counter() - start
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics = compiled(holder["state"], batch)
+        holder["state"], metrics = compiled(holder["state"], batch, weights)
         return float(jax.block_until_ready(metrics["loss"]))
 
     return step, params, compiled_gflop(compiled), compile_s

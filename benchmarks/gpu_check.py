@@ -161,7 +161,6 @@ def xla_flops(jitted, *args) -> tuple[Any, dict[str, Any]]:
 def jax_classifier(name: str, precision: str, image: int, batch: int):
     """(run, sync, info): this project's classifier train step (as classify.train wires it)."""
     import jax
-    import jax.numpy as jnp
 
     from configs.classifier import get_config
     from medgan_jax import parallel, training
@@ -174,20 +173,19 @@ def jax_classifier(name: str, precision: str, image: int, batch: int):
     model = build_model(config, 1)
     tx = make_optimizer(config.optimizer, total_steps=10_000)
     state = create_state(model, tx, (image, image, 3), 0, True, parallel.replicated(mesh))
-    step = training.jit_step(
-        make_train_step(model, tx, "binary", jnp.ones(2), lambda x, key: x), mesh
-    )
+    step = training.jit_step(make_train_step(model, tx, "binary", lambda x, key: x), mesh, 1)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, image, image, 3)).astype(np.float32)
     labels = (np.arange(batch) % 2).astype(np.int32)
     arrays = parallel.host_to_global({"image": images, "label": labels}, mesh)
-    compiled, info = xla_flops(step, state, arrays)
+    weights = jax.device_put(np.ones(2, np.float32), parallel.replicated(mesh))
+    compiled, info = xla_flops(step, state, arrays, weights)
     info["params"] = int(sum(p.size for p in jax.tree.leaves(state.params)))
     info["param_dtypes"] = sorted({str(p.dtype) for p in jax.tree.leaves(state.params)})
     holder = {"state": state}
 
     def run():
-        holder["state"], metrics = compiled(holder["state"], arrays)
+        holder["state"], metrics = compiled(holder["state"], arrays, weights)
         return metrics["loss"]
 
     return run, jax.block_until_ready, info

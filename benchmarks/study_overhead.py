@@ -263,7 +263,8 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
 
     model = build_classifier(clf_config.model.name, 1, **clf_config.model.options)
     tx = make_optimizer(clf_config.optimizer, 100)
-    step = make_train_step(model, tx, "binary", jnp.ones(2), registry.make_augment("none", None))
+    weighted_step = make_train_step(model, tx, "binary", registry.make_augment("none", None))
+    step = lambda state, batch: weighted_step(state, batch, jnp.ones(2))  # noqa: E731
     states = [create_state(model, tx, shape, seed, True) for seed in range(seeds)]
     result = {"classifier": compare(step, states, batch_of(clf_config.batch_size))}
     generator, discriminator = families.build_models(gan_config, 1)
