@@ -601,6 +601,27 @@ add_bias.defvjp(lambda y, b: (y + b.astype(y.dtype), b), _add_bias_backward)
 
 
 @jax.custom_vjp
+def add_per_sample(y: jax.Array, e: jax.Array) -> jax.Array:
+    """y [N, H, W, C] + e [N, C] over every pixel (a U-Net's noise embedding). The gradient
+    of e is a batched dot with ones over the pixels of dy, computed once into its own buffer
+    (materialize): XLA:CPU otherwise re-fuses the GroupNorm backward that produces dy into
+    this reduce and again into the conv bias's (benchmarks/diffusion_throughput.py)."""
+    return y + e[:, None, None, :].astype(y.dtype)
+
+
+def _add_per_sample_backward(e_like, dy):
+    dy = materialize(dy)
+    n, h, w, c = dy.shape
+    flat = dy.reshape(n, h * w, c).astype(jnp.promote_types(dy.dtype, jnp.float32))
+    de = jnp.einsum("nsc,s->nc", flat, jnp.ones((h * w,), flat.dtype))
+    return dy, de.astype(e_like.dtype)
+
+
+# e is the residual for its dtype only.
+add_per_sample.defvjp(lambda y, e: (add_per_sample(y, e), e), _add_per_sample_backward)
+
+
+@jax.custom_vjp
 def global_avg_pool(x: jax.Array) -> jax.Array:
     """jnp.mean(x, axis=(1, 2)) of NHWC maps in float32 ([N, C]), as a batched dot with a
     ones vector (XLA:CPU's reduce is slow); the gradient is a broadcast."""

@@ -52,9 +52,8 @@ class ResBlock(nn.Module):
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
         h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm1")(x))
         h = Conv(self.features, 3, dtype=self.dtype, name="conv1")(h)
-        h = h + nn.Dense(self.features, dtype=self.dtype, name="emb_proj")(nn.silu(emb))[
-            :, None, None
-        ].astype(h.dtype)
+        e = nn.Dense(self.features, dtype=self.dtype, name="emb_proj")(nn.silu(emb))
+        h = layers.add_per_sample(h, e)
         h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm2")(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = Conv(self.features, 3, dtype=self.dtype, name="conv2")(h)

@@ -203,7 +203,9 @@ def test_sampling_is_deterministic_per_seed_and_independent_of_batch_size(uninte
     )
     by_two, by_eight = draw(3, 2), draw(3, 8)
     assert by_two.shape == (5, 16, 16, 3) and np.abs(by_two).max() <= 1
-    np.testing.assert_allclose(by_two, by_eight, atol=1e-5)
+    # XLA:CPU's convolutions sum in a batch-size-dependent order; 35 network evaluations
+    # carry that float32 rounding to about 1e-5, far below a PNG's 1/255.
+    np.testing.assert_allclose(by_two, by_eight, atol=1e-4)
     np.testing.assert_array_equal(by_two, draw(3, 2))
     assert not np.allclose(by_two, draw(4, 2))
 

@@ -233,12 +233,17 @@ def test_conv_module_equals_flax_conv(use_bias):
     assert bf16.dtype == jnp.bfloat16
 
 
-def test_add_bias_and_global_avg_pool_equal_the_plain_ops():
+def test_add_bias_add_per_sample_and_global_avg_pool_equal_the_plain_ops():
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.normal(size=(3, 5, 4, 7)).astype(np.float32))
     bias = jnp.asarray(rng.normal(size=(7,)).astype(np.float32))
+    per_sample = jnp.asarray(rng.normal(size=(3, 7)).astype(np.float32))
     pairs = [
         (_value_and_grads(layers.add_bias, x, bias), _value_and_grads(jnp.add, x, bias)),
+        (
+            _value_and_grads(jax.jit(layers.add_per_sample), x, per_sample),
+            _value_and_grads(lambda x, e: x + e[:, None, None, :], x, per_sample),
+        ),
         (
             _value_and_grads(layers.global_avg_pool, x),
             _value_and_grads(lambda x: jnp.mean(x, axis=(1, 2)), x),
