@@ -28,8 +28,16 @@ convolutions' kernel gradients. Rewritten (exact, tested equal to flax): GroupNo
 its reductions as products with ones and its backward in two passes over the maps
 (layers.group_norm), the attention's Dense layers with add_bias (layers.Dense). Then
 (07:30, matmul at 191 GFLOP/s): training 7.8 against 12.0 images/s (4.13 vs 2.66 s/step),
-0.64x, 71 GFLOP/s (37%); sampling 0.8 against 0.9 images/s, 0.85x. Not yet at the
-target (ahead of PyTorch); the remaining gap has not been profiled again.
+0.64x, 71 GFLOP/s (37%); sampling 0.8 against 0.9 images/s, 0.85x. Profiled again
+(13:00; 4.55 s/step that hour, non-convolution ops 2.3 s of it): dots 0.46 s, reduce
+fusions 0.44 s, transposes 0.31 s. The reduce fusions were each ResBlock's noise-embedding
+gradient (a per-image sum of dy over the pixels) and its conv bias gradient, XLA:CPU
+recomputing the GroupNorm backward that produces dy inside both. layers.add_per_sample
+(exact, tested) sums a materialised dy once: 3.94 against 4.36 s/step in an A/B in one
+process (3 alternating rounds). Then (13:18, matmul at 160 GFLOP/s): training 8.2
+against 11.6 images/s, 0.71x, 75 GFLOP/s (47%); sampling 0.8 against 1.2 images/s,
+0.71x. Not yet at the target (ahead of PyTorch). With XLA's YNNPACK fusions on (the
+package turns them off, app.set_xla_cpu_flags) the step took 5.84 s.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
