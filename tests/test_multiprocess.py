@@ -200,7 +200,9 @@ def test_two_processes_train_and_evaluate_the_classifier_of_one(small_folder, tm
     shutil.copytree(tmp_path / "one_x1", restored)
     for name in ("metrics.json", "val_predictions.npz", "test_predictions.npz"):
         (restored / name).unlink()
+    logged = (restored / "metrics.jsonl").read_text()
     run_processes(2, command + [f"--workdir={restored}", *_flags(overrides)], tmp_path / "logs")
+    assert (restored / "metrics.jsonl").read_text() == logged  # restored, not trained again
     for name in ("test_predictions.npz", "val_predictions.npz"):
         ours, expected = (np.load(run / name)["scores"] for run in (restored, tmp_path / "one_x1"))
         np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-7)
