@@ -1,9 +1,10 @@
 """The study's cost per run against its arithmetic: wall time vs the time of its steps.
 
-  python benchmarks/study_overhead.py [--sizes 50] [--seed 0] [--methods base,dcgan,...]
-                                      [--image-size 32] [--seeds-together 3]
+  python benchmarks/study_overhead.py [--sizes 50] [--seeds 0,1] [--methods base,dcgan,...]
+                                      [--image-size 32] [--seeds-together 3] [--preset demo]
 
-Runs one cell of the demo study (configs/study.py:demo) per size, in one process as the
+Runs one cell of the demo study (configs/study.py:demo; --preset smoke is the tests' tiny
+one) per size and seed, in one process as the
 study does (fresh folders, the persistent compilation cache as the study finds it), and
 records the wall time of every run: each classifier, each GAN training (the transfer
 arm's pretraining and fine-tuning separately) and each sampling. Then, per run, it times
@@ -280,13 +281,14 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
 COMPUTE = {"classifier": classifier_compute, "gan": gan_compute, "sampling": sampling_compute}
 
 
-def run_cell(size: str, seed: int, methods: list[str], root: str, image_size: int) -> list[dict]:
-    """One cell of the demo study, every run timed; returns its rows."""
+def run_cell(size: str, seed: int, methods: list[str], root: str, args) -> list[dict]:
+    """One cell of the study preset, every run timed; returns its rows."""
     from configs import study as study_config
     from medgan_jax.data import load_split
     from medgan_jax.study import grid, runner
 
-    config = study_config.get_config("demo")
+    config = study_config.get_config(args.preset)
+    image_size = args.image_size
     if image_size:
         config.data.image_size = config.data.synthetic.size = image_size
     say = runner.StudyLog()
@@ -359,6 +361,7 @@ def main() -> None:
         "--image-size", type=int, default=0, help="override the demo's (0: keep it)"
     )
     parser.add_argument("--seeds-together", type=int, default=3, help="0: skip that probe")
+    parser.add_argument("--preset", default="demo", help="configs/study.py preset")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
     args = parser.parse_args()
     app.configure()
@@ -369,7 +372,7 @@ def main() -> None:
     try:
         for size in args.sizes.split(","):
             for seed in map(int, args.seeds.split(",")):
-                rows += run_cell(size, seed, args.methods.split(","), root, args.image_size)
+                rows += run_cell(size, seed, args.methods.split(","), root, args)
         study_wall = time.perf_counter() - started
         for row in rows:
             row.update(COMPUTE[row["kind"]](row))
