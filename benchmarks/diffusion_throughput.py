@@ -36,7 +36,18 @@ recomputing the GroupNorm backward that produces dy inside both. layers.add_per_
 (exact, tested) sums a materialised dy once: 3.94 against 4.36 s/step in an A/B in one
 process (3 alternating rounds). Then (13:18, matmul at 160 GFLOP/s): training 8.2
 against 11.6 images/s, 0.71x, 75 GFLOP/s (47%); sampling 0.8 against 1.2 images/s,
-0.71x. Not yet at the target (ahead of PyTorch). With XLA's YNNPACK fusions on (the
+0.71x. Not yet at the target (ahead of PyTorch). Where the rest of the gap is (15:00,
+quiet): with attention only in the middle (--attention 64) ours took 2.59 against 2.28
+s/step (0.88x); PyTorch's attention is one fused kernel (scaled_dot_product_attention):
+a 16x16x128 block's projections and attention (4 heads, batch 32), forward and backward,
+took 48-61 ms there against 150-205 ms of ours (the batch's [4, 256, 256] weights make
+several passes through memory; small batched dots with K = 32 run at 20-30 GFLOP/s).
+Tried and not adopted (A/Bs in one process, alternating rounds): the attention image by
+image in a lax.map with rematerialisation (the block alone 146 against 205 ms, but the
+whole step 3.24 against 3.15 s, best of 6 rounds, and sampling 36.1 against 37.5 s; XLA:CPU
+overlaps the batched attention's ops with the rest of the step, the loop serialises it);
+the nearest upsample and 3x3 conv as layers.upsample_conv3x3 (292 -> 274 GFLOP; 3.78
+against 3.81 s, best of 5). With XLA's YNNPACK fusions on (the
 package turns them off, app.set_xla_cpu_flags) the step took 5.84 s.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
