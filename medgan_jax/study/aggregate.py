@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 
@@ -82,48 +83,64 @@ def delong_tests(config: ml_collections.ConfigDict, root: str, cells: dict) -> d
 
 def gan_quality(config: ml_collections.ConfigDict, root: str, reference_classifier: str) -> dict:
     """IS/FID/KID/MS-SSIM/memorisation of every trained GAN, with the all-data classifier
-    as the feature network."""
-    mesh = parallel.local_mesh()
-    features = ml_collections.ConfigDict(
-        dict(network="classifier", classifier_workdir=reference_classifier, inception_weights="")
-    )
-    eval_config = copy.deepcopy(config.gan_eval)
-    network = build_feature_network(features, eval_config.batch_size, mesh)
+    as the feature network (each GAN's quality.json is computed once, then read)."""
     quality: dict = {}
     for gan in grid.gans_of(config.methods):
         quality[gan] = {}
         for size in config.sizes:
-            rows = []
-            for seed in config.seeds:
-                workdir = grid.gan_workdir(grid.cell_root(root, size, seed), gan)
-                out = os.path.join(workdir, "quality")
-                done = os.path.join(out, "quality.json")
-                if os.path.exists(done):
-                    with open(done) as f:
-                        rows.append(json.load(f))
-                    continue
-                if not os.path.exists(os.path.join(workdir, "generated", "manifest.json")):
-                    continue
-                spec = ml_collections.ConfigDict(
-                    dict(
-                        gan_workdir=workdir,
-                        class_name=config.minority_class,
-                        num=0,
-                        seed=seed,
-                        step=-1,
-                        folder=os.path.join(workdir, "generated"),
-                    )
-                )
-                result = evaluate_generated(gan, spec, network, eval_config, out, mesh)
-                os.makedirs(out, exist_ok=True)
-                with open(done, "w") as f:
-                    json.dump(result, f, indent=1)
-                rows.append(result)
-            quality[gan][str(size)] = _quality_stats(rows)
+            rows = [measure_gan(config, root, reference_classifier, gan, size, seed)
+                    for seed in config.seeds]  # fmt: skip
+            quality[gan][str(size)] = _quality_stats([row for row in rows if row is not None])
             grid_of = _first_sample_grid(root, gan, size, config.seeds)
             if grid_of:
                 quality[gan][str(size)]["samples"] = grid_of
     return quality
+
+
+def group_gan_quality(config, root: str, reference_classifier: str, size, seed: int) -> None:
+    """quality.json of the (size, seed) group's GANs: a study worker measures them when the
+    group is done, beside the groups still training, so that `gan_quality` only reads."""
+    for gan in grid.gans_of(config.methods):
+        measure_gan(config, root, reference_classifier, gan, size, seed)
+
+
+def measure_gan(config, root: str, reference_classifier: str, gan: str, size, seed: int):
+    """One GAN's quality (its quality.json, computed on first use), or None where the GAN
+    wrote no samples."""
+    workdir = grid.gan_workdir(grid.cell_root(root, size, seed), gan)
+    out = os.path.join(workdir, "quality")
+    done = os.path.join(out, "quality.json")
+    if os.path.exists(done):
+        with open(done) as f:
+            return json.load(f)
+    if not os.path.exists(os.path.join(workdir, "generated", "manifest.json")):
+        return None
+    spec = ml_collections.ConfigDict(
+        dict(
+            gan_workdir=workdir,
+            class_name=config.minority_class,
+            num=0,
+            seed=seed,
+            step=-1,
+            folder=os.path.join(workdir, "generated"),
+        )
+    )
+    eval_config = copy.deepcopy(config.gan_eval)
+    network = _feature_network(reference_classifier, eval_config.batch_size)
+    result = evaluate_generated(gan, spec, network, eval_config, out, parallel.local_mesh())
+    os.makedirs(out, exist_ok=True)
+    with open(done, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+@functools.cache
+def _feature_network(reference_classifier: str, batch_size: int):
+    """The reference classifier's feature network, built once per process."""
+    features = ml_collections.ConfigDict(
+        dict(network="classifier", classifier_workdir=reference_classifier, inception_weights="")
+    )
+    return build_feature_network(features, batch_size, parallel.local_mesh())
 
 
 def _first_sample_grid(root: str, gan: str, size, seeds) -> dict | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import fcntl
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -115,11 +116,21 @@ def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
         workers, mp_context=context, initializer=_start_worker, initargs=(settings,)
     ) as pool:
         log = StudyLog(say.started)
-        if measures_gan_quality(config):  # its feature network, beside the groups (if
-            pool.submit(reference_classifier, config, root, log)  # it fails, main() reruns it)
-        futures = [pool.submit(run_group, config, root, size, seed, log) for size, seed in order]
-        for future in futures:
+        reference = None
+        if measures_gan_quality(config):  # its feature network, beside the groups
+            reference = pool.submit(reference_classifier, config, root, log)
+        futures = {pool.submit(run_group, config, root, size, seed, log): (size, seed)
+                   for size, seed in order}  # fmt: skip
+        quality = []  # each finished group's GANs measured while later groups train
+        for future in concurrent.futures.as_completed(futures):
+            if reference is not None and reference.exception() is None:
+                measure = functools.partial(aggregate.group_gan_quality, config, root)
+                quality.append(pool.submit(measure, reference.result(), *futures[future]))
+        for future in futures:  # in grid order
             cells.update(future.result())
+        for future in quality:  # a failure here is raised again where main() measures
+            if future.exception() is not None:
+                logging.error("GAN quality in a worker failed: %s", future.exception())
     return cells
 
 

@@ -124,18 +124,27 @@ def test_a_seed_gets_the_same_numbers_alone_as_beside_other_seeds(tmp_path):
 
 def test_worker_processes_give_the_same_numbers_as_one_process(tmp_path):
     """config.workers = 2: each (size, seed) group in a spawned process (the demo's
-    setting on CPUs); every prediction equals the in-process run's bit for bit. Both
+    setting on CPUs); every prediction and the GANs' quality equal the in-process run's. Both
     sizes of the seed need the same pretraining run at once: one trains it, the other
     waits for it (the run's lock) and fine-tunes from it."""
     config = get_config("smoke")
     config.sizes, config.seeds = ("4", "6"), (0,)
     config.size_unit, config.data.subset.class_counts = "minority", "benign=24"
     config.methods = ("base", "dcgan_transfer")
-    config.gan_eval.enabled = False
     in_process = runner.main(config, str(tmp_path / "one"))
     config.workers = 2
-    in_workers = runner.main(config, str(tmp_path / "two"))
+    runner.run_study(config, str(tmp_path / "two"), runner.StudyLog())
+    # The GANs' quality is measured by the workers as their groups finish ...
+    measured = (tmp_path / "two").glob("size=*/seed=0/gan=dcgan_transfer/quality/quality.json")
+    assert len(list(measured)) == 2
+    in_workers = runner.main(config, str(tmp_path / "two"))  # ... and main() reads it
     assert in_workers["table"] == in_process["table"]
+    without_grids = lambda quality: {  # noqa: E731
+        size: {k: v for k, v in stats.items() if k != "samples"}
+        for size, stats in quality["dcgan_transfer"].items()
+    }
+    assert without_grids(in_workers["gan_quality"]) == without_grids(in_process["gan_quality"])
+    assert in_workers["gan_quality"]["dcgan_transfer"]["4"]["fid"]["n"] == 1
     assert len(list((tmp_path / "two" / "pretrain").glob("gan=*/checkpoints"))) == 1
     for size in config.sizes:
         for name in config.methods:
