@@ -42,13 +42,13 @@ s/step (0.88x); PyTorch's attention is one fused kernel (scaled_dot_product_atte
 a 16x16x128 block's projections and attention (4 heads, batch 32), forward and backward,
 took 48-61 ms there against 150-205 ms of ours (the batch's [4, 256, 256] weights make
 several passes through memory; small batched dots with K = 32 run at 20-30 GFLOP/s).
-Tried and not adopted (A/Bs in one process, alternating rounds): the attention image by
-image in a lax.map with rematerialisation (the block alone 146 against 205 ms, but the
-whole step 3.24 against 3.15 s, best of 6 rounds, and sampling 36.1 against 37.5 s; XLA:CPU
-overlaps the batched attention's ops with the rest of the step, the loop serialises it);
-the nearest upsample and 3x3 conv as layers.upsample_conv3x3 (292 -> 274 GFLOP; 3.78
-against 3.81 s, best of 5). With XLA's YNNPACK fusions on (the
-package turns them off, app.set_xla_cpu_flags) the step took 5.84 s.
+Tried and not adopted (one-off A/B scripts in one process, alternating rounds, not kept):
+the attention image by image in a lax.map with rematerialisation (the block alone 146
+against 205 ms, but the whole step 3.24 against 3.15 s, best of 6 rounds, and sampling
+36.1 against 37.5 s; XLA:CPU overlaps the batched attention's ops with the rest of the
+step, the loop serialises it); the nearest upsample and 3x3 conv as
+layers.upsample_conv3x3 (292 -> 274 GFLOP; 3.78 against 3.81 s, best of 5). With XLA's
+YNNPACK fusions on (the package turns them off, app.set_xla_cpu_flags) the step took 5.84 s.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers

@@ -122,9 +122,9 @@ def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
         futures = {pool.submit(run_group, config, root, size, seed, log): (size, seed)
                    for size, seed in order}  # fmt: skip
         quality = []  # each finished group's GANs measured while later groups train
+        measure = functools.partial(aggregate.group_gan_quality, config, root)
         for future in concurrent.futures.as_completed(futures):
             if reference is not None and reference.exception() is None:
-                measure = functools.partial(aggregate.group_gan_quality, config, root)
                 quality.append(pool.submit(measure, reference.result(), *futures[future]))
         for future in futures:  # in grid order
             cells.update(future.result())
