@@ -29,13 +29,14 @@ against torch.mm's 190-235.
 Tried that day, none faster: XLA:CPU's oneDNN, XNNPACK and YNNPACK paths
 (`xla_cpu_use_onednn`, `..._onednn_custom_call`, `..._onednn_fusion_type`,
 `..._xnn_fusion_type`, `..._ynn_fusion_type` as individual_convolution,individual_dot):
-the 3x3 conv at 56x56 took 55-66 ms, 127 ms under YNNPACK, and DenseNet's step 8.8-10.7
-s with each flag against 9.3-10.5 s without; the 3x3 conv as one GEMM to 9 x 32 outputs
-plus shifted sums (exact to 5e-6): 180 against 70 ms forward at 56x56; glibc malloc told
-to keep freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1): ResNet-50's step still
-took about 612,000 page faults (XLA's worker threads allocate from other arenas), and a
-demo study cell in fresh processes, 3 alternating rounds each, took 41.6 against 39.2 s
-wall and 80.0 against 81.4 s CPU (an earlier pair of rounds had shown 1.4x: noise).
+the 3x3 conv at 56x56 took 52-66 ms (56 without), 127 ms under YNNPACK, and DenseNet's
+step 8.8-10.7 s with the oneDNN flags against 9.3-10.5 s without; the 3x3 conv as one
+GEMM to 9 x 32 outputs plus shifted sums (exact to 5e-6): 180 against 70 ms forward at
+56x56; glibc malloc told to keep freed memory (mallopt M_MMAP_MAX=0,
+M_TRIM_THRESHOLD=-1): ResNet-50's step still took about 612,000 page faults (XLA's
+worker threads allocate from other arenas), and a demo study cell in fresh processes,
+3 alternating rounds each, took 41.6 against 39.2 s wall and 80.0 against 81.4 s CPU
+(an earlier pair of rounds had shown 1.4x: noise).
 PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
