@@ -15,17 +15,17 @@ block's layers at these shapes (6, 12, 24 and 16 layers), an estimate of what ea
 costs the whole step. Also this machine's f32 GEMM rate, XLA against torch.mm, at
 4096^2: PyTorch's oneDNN/MKL kernels against XLA:CPU's Eigen ones.
 
-What it showed (2026-12-03 19:05, this 2-core Intel Xeon, a noisy hour; two runs): the
-3x3 conv to 32 channels is the one op whose forward pass is slower in ours at every stage
-(1.28-1.55x: 56x56 61 vs 43 ms, 28x28 17 vs 11.5); with its backward pass it is not
-(0.59-0.90x). Summed over the blocks' layers, forward + backward, ours against PyTorch:
-BN+ReLU 2.10 vs 1.83 s, 1x1 conv 1.57 vs 1.95, 3x3 conv 1.31 vs 1.61, concatenation 0.29
-vs 0.47 (the first run: BN+ReLU 1.50 vs 1.84; BN+ReLU at 28x28 moved 1.1x-1.9x between
-runs). So alone these ops take no longer in ours than in PyTorch (5.3 vs 5.9 s), while
-the whole step does (9.5 vs 7.2 s in classifier_throughput.py at 17:40): the gap
-is in how XLA composes them in the step (its fusions, layouts and buffers), which the
-next attempt should profile as a whole. XLA's 4096^2 GEMM ran at 150-170 GFLOP/s
-against torch.mm's 190-235.
+What it showed (2026-12-03 19:05, this 2-core Intel Xeon, a noisy hour): the 3x3 conv
+to 32 channels is the one op whose forward pass is slower in ours at every stage
+(1.28-1.55x: 56x56 61 vs 43 ms, 28x28 17 vs 11.5; the same in an earlier run, whose
+PyTorch backward passes accumulated into .grad and are not compared); with its backward
+pass it is not (0.59-0.90x). Summed over the blocks' layers, forward + backward, ours
+against PyTorch: BN+ReLU 2.10 vs 1.83 s, 1x1 conv 1.57 vs 1.95, 3x3 conv 1.31 vs 1.61,
+concatenation 0.29 vs 0.47. So alone these ops take no longer in ours than in PyTorch
+(5.3 vs 5.9 s), while the whole step does (9.5 vs 7.2 s in classifier_throughput.py at
+17:40): the gap is in how XLA composes them in the step (its fusions, layouts and
+buffers), which the next attempt should profile as a whole. XLA's 4096^2 GEMM ran at
+150-170 GFLOP/s against torch.mm's 190-235.
 Tried that day, none faster: XLA:CPU's oneDNN, XNNPACK and YNNPACK paths
 (`xla_cpu_use_onednn`, `..._onednn_custom_call`, `..._onednn_fusion_type`,
 `..._xnn_fusion_type`, `..._ynn_fusion_type` as individual_convolution,individual_dot):
@@ -99,9 +99,9 @@ def torch_ops(size: int, c_in: int) -> dict:
     """op -> (forward, forward + backward) callables, PyTorch eager in channels_last."""
     import torch
 
-    def put(*shape, grad=True):
+    def put(*shape):
         t = torch.randn(BATCH, shape[-1], *shape[:2]).contiguous(memory_format=torch.channels_last)
-        return t.requires_grad_(grad)
+        return t.requires_grad_()
 
     x, h = put(size, size, c_in), put(size, size, BOTTLENECK)
     new = put(size, size, GROWTH)
