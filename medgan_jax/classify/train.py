@@ -344,11 +344,13 @@ def resident_split(records: Records, config, mesh) -> jax.Array | None:
     batch = config.eval_batch_size
     parallel.check_batch_size(batch, mesh, "eval_batch_size")
     ids = hashlib.sha1("\n".join(map(str, records.ids)).encode()).hexdigest()
+    reading = config.data.to_dict()
+    reading.pop("subset")  # narrows the training split only: a study's cells share val/test
     key = training.config_key(
         "resident split",
         records.description,
         ids,
-        config.data,
+        reading,
         batch,
         [d.id for d in mesh.devices.flat],
     )

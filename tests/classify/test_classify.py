@@ -235,6 +235,22 @@ def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(ful
     )
 
 
+def test_cells_with_other_training_subsets_share_the_resident_val_split():
+    mesh = parallel.make_mesh(1)
+    config = smoke()
+    val = load_split(config.data, "val")
+    train.RESIDENT_SPLITS.clear()
+    held = train.resident_split(val, config, mesh)
+    other_cell = smoke()
+    other_cell.data.subset.update(fraction=0.5, seed=3)  # a study cell's training subset
+    assert train.resident_split(val, other_cell, mesh) is held
+    assert len(train.RESIDENT_SPLITS) == 1
+    resized = smoke()
+    resized.data.image_size = config.data.image_size // 2  # read differently: its own copy
+    assert train.resident_split(val, resized, mesh).shape[2] == config.data.image_size // 2
+    assert len(train.RESIDENT_SPLITS) == 2
+
+
 def test_config_precision_reaches_the_trained_model():
     config = smoke(precision="bfloat16")
     programs = train.classifier_programs(config, "binary", 2, 4, 2, parallel.make_mesh(1))
