@@ -145,6 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "Early stopping after epoch %d (best: %d).", epoch + 1, int(state.best_epoch) + 1
             )
             break
+    batches.close()  # see pipeline.global_batches
     run.checkpoints.wait_until_finished()
     best_checkpoint.wait_until_finished()
     if best is not None:

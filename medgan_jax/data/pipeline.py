@@ -433,7 +433,12 @@ def global_batches(
     train: bool,
     start_step: int = 0,
 ) -> Iterator[dict[str, jax.Array]]:
-    """Global jax.Arrays sharded over the mesh's `data` axis, ready for a jit step."""
+    """Global jax.Arrays sharded over the mesh's `data` axis, ready for a jit step.
+
+    A training loop closes the (endless) iterator when it is done: left to garbage
+    collection at the end of the run, the tf.data pipeline's teardown cost the study's
+    GAN runs about as long again as their training (benchmarks/study_overhead.py).
+    """
     parallel.check_batch_size(global_batch_size, mesh)
     counter = SkipCounter()
     ds = build_dataset(

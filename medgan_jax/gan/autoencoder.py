@@ -140,6 +140,7 @@ def train_autoencoder(
         if training.every(step, config.checkpoint_every, last):
             _check_finite(state)  # never checkpoint a diverged state
             run.save(step, state)
+    batches.close()  # see pipeline.global_batches
     run.close()
     _save_reconstructions(model, state, batch, os.path.join(workdir, "samples", "autoencoder.png"))
     return state

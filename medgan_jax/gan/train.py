@@ -83,6 +83,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> GANState:
             if training.every(step, config.checkpoint_every, num_steps):
                 _check_finite(state)  # never checkpoint a diverged state
                 run.save(step, state)
+        batches.close()  # see pipeline.global_batches
     run.close()
     return state
 
