@@ -21,3 +21,28 @@ app.configure(os.path.join(tempfile.gettempdir(), "medgan_jax_test_xla_cache"), 
 @pytest.fixture(scope="session", autouse=True)
 def _eight_devices():
     assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
+
+
+@pytest.fixture
+def batch_iterators(monkeypatch):
+    """Every iterator pipeline.global_batches returns during the test, to check that the
+    training loops close theirs (a pipeline left to garbage collection tears down slowly)."""
+    from medgan_jax.data import pipeline
+
+    made = []
+    original = pipeline.global_batches
+
+    def recorded(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "global_batches", recorded)
+    return made
+
+
+def all_closed(iterators) -> bool:
+    import inspect
+
+    return bool(iterators) and all(
+        inspect.getgeneratorstate(it) == inspect.GEN_CLOSED for it in iterators
+    )

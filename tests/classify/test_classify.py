@@ -19,6 +19,7 @@ from medgan_jax.classify import mixing, predict, state, steps, train
 from medgan_jax.data import load_split
 from medgan_jax.models.classifiers import build_classifier
 from medgan_jax.writers import read_metrics
+from tests.conftest import all_closed
 from tests.legacy_runs import as_legacy_run
 
 
@@ -233,6 +234,11 @@ def test_runs_reuse_compiled_programs_and_get_the_numbers_of_a_fresh_process(ful
     np.testing.assert_array_equal(
         _predictions(tmp_path / "again"), _predictions(tmp_path / "fresh")
     )
+
+
+def test_the_run_closes_its_batch_iterator(tmp_path, batch_iterators):
+    train.train_and_evaluate(smoke(num_epochs=1, steps_per_epoch=2), str(tmp_path))
+    assert all_closed(batch_iterators)
 
 
 def test_cells_with_other_training_subsets_share_the_resident_val_split():

@@ -18,6 +18,7 @@ from medgan_jax.data import load_split, pipeline
 from medgan_jax.gan import autoencoder, families, train
 from medgan_jax.models import bagan
 from medgan_jax.writers import read_metrics
+from tests.conftest import all_closed
 
 
 def smoke(**overrides):
@@ -48,11 +49,12 @@ def test_imbalance_and_published_settings():
     assert bagan.encoder_widths(64, 64) == [64, 128, 128, 256]
 
 
-def test_autoencoder_stage_reduces_reconstruction_loss(tmp_path):
+def test_autoencoder_stage_reduces_reconstruction_loss(tmp_path, batch_iterators):
     config = smoke(log_every=1)
     config.bagan.update(autoencoder_steps=40, autoencoder_lr=2e-3)
     mesh = parallel.make_mesh()
     autoencoder.train_autoencoder(config, str(tmp_path), records_of(config), mesh)
+    assert all_closed(batch_iterators)
     mae = [row["reconstruction_mae"] for row in read_metrics(tmp_path / "autoencoder")]
     assert len(mae) == 40 and np.mean(mae[-5:]) < 0.8 * np.mean(mae[:5])
     assert (tmp_path / "samples" / "autoencoder.png").exists()

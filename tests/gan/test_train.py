@@ -17,6 +17,7 @@ from medgan_jax.classify import mixing
 from medgan_jax.data import load_split
 from medgan_jax.gan import sample, train
 from medgan_jax.writers import read_metrics
+from tests.conftest import all_closed
 from tests.legacy_runs import as_legacy_run
 
 
@@ -70,6 +71,11 @@ def test_eight_devices_match_one(uninterrupted, tmp_path):
     one, eight = losses_by_step(tmp_path), losses_by_step(uninterrupted)
     for step in (2, 4, 6):
         np.testing.assert_allclose(one[step], eight[step], rtol=2e-4, atol=1e-5)
+
+
+def test_the_run_closes_its_batch_iterators(tmp_path, batch_iterators):
+    train.train(smoke(num_steps=2), str(tmp_path))
+    assert all_closed(batch_iterators)
 
 
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
