@@ -363,7 +363,16 @@ def build_dataset(
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         ).batch(local)
-    return ds.prefetch(cfg.prefetch if cfg.prefetch >= 0 else AUTOTUNE)
+    ds = ds.prefetch(cfg.prefetch if cfg.prefetch >= 0 else AUTOTUNE)
+    return ds.with_options(_OPTIONS)
+
+
+# tf.data's autotuning model re-optimises on a period that doubles as the pipeline runs,
+# and deleting the iterator waits for that period to end: seconds at the end of every
+# run. Without it, AUTOTUNE parallelism is one call per core and AUTOTUNE prefetch grows
+# its buffer while the consumer waits (benchmarks/pipeline_throughput.py: same speed).
+_OPTIONS = tf.data.Options()
+_OPTIONS.autotune.enabled = False
 
 
 def _padded_example(example: dict, in_range: tf.Tensor) -> dict:
@@ -435,9 +444,9 @@ def global_batches(
 ) -> Iterator[dict[str, jax.Array]]:
     """Global jax.Arrays sharded over the mesh's `data` axis, ready for a jit step.
 
-    A training loop closes the (endless) iterator when it is done: left to garbage
-    collection at the end of the run, the tf.data pipeline's teardown cost the study's
-    GAN runs about as long again as their training (benchmarks/study_overhead.py).
+    A training loop closes the (endless) iterator after its last step, so that the
+    pipeline's threads stop before what follows (evaluation, sampling, the next run)
+    rather than whenever the generator is collected.
     """
     parallel.check_batch_size(global_batch_size, mesh)
     counter = SkipCounter()
