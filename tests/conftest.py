@@ -1,5 +1,6 @@
 """Every test sees 8 simulated CPU devices, so sharded code runs as on a multi-GPU host."""
 
+import inspect
 import os
 import tempfile
 
@@ -26,7 +27,7 @@ def _eight_devices():
 @pytest.fixture
 def batch_iterators(monkeypatch):
     """Every iterator pipeline.global_batches returns during the test, to check that the
-    training loops close theirs (a pipeline left to garbage collection tears down slowly)."""
+    training loops close theirs (their pipelines' threads stop with the run)."""
     from medgan_jax.data import pipeline
 
     made = []
@@ -41,8 +42,6 @@ def batch_iterators(monkeypatch):
 
 
 def all_closed(iterators) -> bool:
-    import inspect
-
     return bool(iterators) and all(
         inspect.getgeneratorstate(it) == inspect.GEN_CLOSED for it in iterators
     )

@@ -368,9 +368,9 @@ def build_dataset(
 
 
 # tf.data's autotuning model re-optimises on a period that doubles as the pipeline runs,
-# and deleting the iterator waits for that period to end: seconds at the end of every
-# run. Without it, AUTOTUNE parallelism is one call per core and AUTOTUNE prefetch grows
-# its buffer while the consumer waits (benchmarks/pipeline_throughput.py: same speed).
+# and deleting the iterator waits for that period to end: seconds at the end of a run.
+# Without it, AUTOTUNE parallelism is one call per core and AUTOTUNE prefetch grows its
+# buffer while the consumer waits (benchmarks/pipeline_throughput.py: no slower).
 _OPTIONS = tf.data.Options()
 _OPTIONS.autotune.enabled = False
 
