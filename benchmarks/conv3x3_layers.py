@@ -36,13 +36,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.dcgan_layers import run_times_ms  # noqa: E402
 
 SHAPES = (  # (batch, size, c_in, c_out)
     (32, 56, 64, 64),
@@ -58,13 +59,7 @@ SHAPES = (  # (batch, size, c_in, c_out)
 
 
 def best_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1000 * min(times)
+    return float(run_times_ms(fn, repeats).min())
 
 
 def jax_convs():
