@@ -78,9 +78,7 @@ class AttentionBlock(nn.Module):
         dense = lambda name: layers.Dense(c, dtype=self.dtype, name=name)
         split = lambda t: t.reshape(n, height * width, heads, c // heads)
         q, k, v = (split(dense(name)(h)) for name in ("query", "key", "value"))
-        logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / math.sqrt(c // heads)
-        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        out = jnp.einsum("nhqk,nkhd->nqhd", weights, v).reshape(n, height * width, c)
+        out = layers.attention(q, k, v).reshape(n, height * width, c)
         return x + dense("out")(out).reshape(n, height, width, c)
 
 

@@ -300,3 +300,21 @@ def test_dense_module_equals_flax_dense():
     want = _value_and_grads(lambda p, x: flax_.apply({"params": p}, x), params, x)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 4, 8), (3, 9, 1, 5)])
+def test_attention_equals_jax_dot_product_attention_in_value_and_gradient(shape):
+    rng = np.random.default_rng(7)
+    q, k, v = (jnp.asarray(rng.normal(0, 2, shape).astype(np.float32)) for _ in range(3))
+    got = _value_and_grads(layers.attention, q, k, v)
+    want = _value_and_grads(jax.nn.dot_product_attention, q, k, v)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_attention_in_bfloat16_keeps_the_dtype_and_stays_close_to_float32():
+    rng = np.random.default_rng(8)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 16, 2, 8)).astype(np.float32)) for _ in range(3))
+    half = layers.attention(*(t.astype(jnp.bfloat16) for t in (q, k, v)))
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_allclose(half.astype(np.float32), layers.attention(q, k, v), atol=0.05)
