@@ -138,7 +138,7 @@ class UNet(nn.Module):
         for level in reversed(range(len(widths))):
             attend = resolution in self.attention_resolutions
             for i in range(self.num_res_blocks + 1):
-                h = jnp.concatenate([h, skips.pop()], axis=-1)
+                h = layers.concat_channels(h, skips.pop())
                 h = res_block(widths[level], f"up{level}_res{i}")(h, emb, train)
                 if attend:
                     h = attention(f"up{level}_attn{i}")(h)
