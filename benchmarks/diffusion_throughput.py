@@ -50,6 +50,26 @@ step, the loop serialises it); the nearest upsample and 3x3 conv as
 layers.upsample_conv3x3 (292 -> 274 GFLOP; 3.78 against 3.81 s, best of 5). With XLA's
 YNNPACK fusions on (the package turns them off, app.set_xla_cpu_flags) the step took 5.84 s.
 
+On a 2-core AMD EPYC (Zen 4, AVX-512), 2026-12-04, quiet, XLA's matmul at 199-207
+GFLOP/s: at the start of the day training 11.6 against 14.6 images/s (0.79x), sampling
+1.1 against 1.4 (0.81x). A 16x16x128 attention's core (4 heads, batch 32), one-off timing:
+the softmax and products as written (weights normalised, then multiplied with v) 51 ms
+forward, 84 ms with the backward pass, PyTorch's fused scaled_dot_product_attention 9.4
+and 33 ms. Heads-major products with the softmax's division moved to the [T, D] output
+(layers.attention, exact to float rounding, tested against jax.nn.dot_product_attention):
+31 and 66 ms; the whole attention block 59 -> 41 ms forward, 147 -> 112 ms with the
+backward pass (PyTorch's block 26 and 69 ms). Tried and slower or no better: custom VJPs
+saving the weights (in either orientation, 82-103 ms with the backward pass), the row
+sum as a ones column of v, the row max in two stages. Then the skip concatenations'
+cotangent summed once (layers.concat_channels; the profile's transposes and copies
+feeding kernel gradients 274 -> 214 ms per step). After both: training 12.7 against
+15.4 images/s (0.82x), sampling 1.2 against 1.4 (0.89x; 0.92x in a run between the two
+changes). The profile of the step (non-convolution ops about 1.0 s of 2.5 s): the
+attention's batched products 214 ms (the [32, 4, 256, 256] logits and their gradients),
+the kernel gradients' transposes 167 ms. XLA's oneDNN and XNNPACK convolution options,
+passed per compilation, left the forward convolutions' numbers bit-identical (not
+applied in this jaxlib); YNNPACK's made them slower (32x32 64->64: 25.3 against 14.3 ms).
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
