@@ -586,7 +586,7 @@ class GroupNorm(nn.Module):
 # ------------------------------------------------------------------- attention
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk_bytes: int = 0) -> jax.Array:
+def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """softmax(q k^T / sqrt(D)) v for each head: q, k, v [N, T, H, D] -> [N, T, H, D], as
     jax.nn.dot_product_attention (the same numbers to float rounding; logits and softmax
     in float32).
@@ -594,33 +594,15 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk_bytes: int = 0) ->
     The products run heads-major ([N, H, T, D]), and the softmax's division is applied to
     the [T, D] output instead of the [T, T] weights: XLA:CPU then makes fewer passes over
     the weights, the largest arrays of the block (benchmarks/diffusion_throughput.py).
-    `chunk_bytes` > 0 (for forward passes on CPU) computes the (image, head) pairs in
-    groups whose weights take about that many bytes, one group after another, so that
-    they stay in cache: the same numbers, about twice as fast there without a gradient,
-    slower with one (autodiff keeps every group's weights).
     """
-    n, t, heads, depth = q.shape
-    q, k, v = (x.transpose(0, 2, 1, 3).reshape(n * heads, t, depth) for x in (q, k, v))
-    q = q * jnp.asarray(1 / np.sqrt(depth), q.dtype)
-    group = max(1, chunk_bytes // (4 * t * t)) if chunk_bytes else n * heads
-    if group >= n * heads:
-        out = _attention_heads(q, k, v)
-    else:
-        groups = -(-n * heads // group)
-        pad = groups * group - n * heads  # zero rows: finite weights, sliced off below
-        split = lambda x: jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(groups, group, t, -1)
-        out = jax.lax.map(lambda qkv: _attention_heads(*qkv), (split(q), split(k), split(v)))
-        out = out.reshape(groups * group, t, depth)[: n * heads]
-    return out.reshape(n, heads, t, depth).transpose(0, 2, 1, 3)
-
-
-def _attention_heads(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-    """[B, T, D] (q already scaled) -> [B, T, D]."""
-    logits = jnp.einsum("bqd,bkd->bqk", q, k).astype(jnp.float32)
+    q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
+    q = q * jnp.asarray(1 / np.sqrt(q.shape[-1]), q.dtype)
+    logits = jnp.einsum("nhqd,nhkd->nhqk", q, k).astype(jnp.float32)
     # Softmax is shift-invariant, so the shift needs no gradient.
     weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True)))
-    out = jnp.einsum("bqk,bkd->bqd", weights.astype(v.dtype), v).astype(jnp.float32)
-    return (out / weights.sum(-1, keepdims=True)).astype(v.dtype)
+    out = jnp.einsum("nhqk,nhkd->nhqd", weights.astype(v.dtype), v).astype(jnp.float32)
+    out = out / weights.sum(-1, keepdims=True)
+    return out.astype(v.dtype).transpose(0, 2, 1, 3)
 
 
 # ------------------------------------------------------- reductions as dots, conv

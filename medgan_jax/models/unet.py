@@ -37,7 +37,6 @@ def noise_embedding(c_noise: jax.Array, dim: int, max_period: float = 10000.0) -
 
 
 EPSILON = 1e-5  # GroupNorm's, as diffusers'
-INFERENCE_CHUNK_BYTES = 2**21  # layers.attention's; benchmarks/diffusion_throughput.py
 
 
 class ResBlock(nn.Module):
@@ -72,16 +71,14 @@ class AttentionBlock(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         n, height, width, c = x.shape
         heads = max(c // self.head_dim, 1)
         h = layers.GroupNorm(self.num_groups, EPSILON, name="norm")(x).reshape(n, height * width, c)
         dense = lambda name: layers.Dense(c, dtype=self.dtype, name=name)
         split = lambda t: t.reshape(n, height * width, heads, c // heads)
         q, k, v = (split(dense(name)(h)) for name in ("query", "key", "value"))
-        # Sampling and evaluation on CPU: groups of heads whose weights stay in cache.
-        chunk = 0 if train or jax.default_backend() != "cpu" else INFERENCE_CHUNK_BYTES
-        out = layers.attention(q, k, v, chunk).reshape(n, height * width, c)
+        out = layers.attention(q, k, v).reshape(n, height * width, c)
         return x + dense("out")(out).reshape(n, height, width, c)
 
 
@@ -124,7 +121,7 @@ class UNet(nn.Module):
             for i in range(self.num_res_blocks):
                 h = res_block(features, f"down{level}_res{i}")(h, emb, train)
                 if attend:
-                    h = attention(f"down{level}_attn{i}")(h, train)
+                    h = attention(f"down{level}_attn{i}")(h)
                 skips.append(h)
             if level < len(widths) - 1:
                 down = Conv(
@@ -135,7 +132,7 @@ class UNet(nn.Module):
                 resolution //= 2
 
         h = res_block(widths[-1], "mid_res0")(h, emb, train)
-        h = attention("mid_attn")(h, train)
+        h = attention("mid_attn")(h)
         h = res_block(widths[-1], "mid_res1")(h, emb, train)
 
         for level in reversed(range(len(widths))):
@@ -144,7 +141,7 @@ class UNet(nn.Module):
                 h = layers.concat_channels(h, skips.pop())
                 h = res_block(widths[level], f"up{level}_res{i}")(h, emb, train)
                 if attend:
-                    h = attention(f"up{level}_attn{i}")(h, train)
+                    h = attention(f"up{level}_attn{i}")(h)
             if level > 0:
                 h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
                 h = Conv(widths[level], 3, dtype=self.dtype, name=f"up{level}_sample")(h)

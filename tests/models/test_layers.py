@@ -318,18 +318,3 @@ def test_attention_in_bfloat16_keeps_the_dtype_and_stays_close_to_float32():
     half = layers.attention(*(t.astype(jnp.bfloat16) for t in (q, k, v)))
     assert half.dtype == jnp.bfloat16
     np.testing.assert_allclose(half.astype(np.float32), layers.attention(q, k, v), atol=0.05)
-
-
-@pytest.mark.parametrize("chunk_bytes", [4 * 16 * 16 * 3, 4 * 16 * 16 * 8, 4 * 16 * 16 * 100])
-def test_attention_in_groups_of_heads_equals_all_at_once(chunk_bytes):
-    """Groups of 3 (padded: 2 x 4 pairs), 8 (one group, exact) and more than all pairs."""
-    rng = np.random.default_rng(9)
-    q, k, v = (jnp.asarray(rng.normal(0, 2, (2, 16, 4, 8)).astype(np.float32)) for _ in range(3))
-    np.testing.assert_allclose(
-        layers.attention(q, k, v, chunk_bytes), layers.attention(q, k, v), rtol=1e-6, atol=1e-6
-    )
-    grouped = _value_and_grads(lambda *a: layers.attention(*a, chunk_bytes), q, k, v)
-    for a, b in zip(
-        jax.tree.leaves(grouped), jax.tree.leaves(_value_and_grads(layers.attention, q, k, v))
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
