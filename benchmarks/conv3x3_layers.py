@@ -27,7 +27,11 @@ same convolutions measured without app.configure(), i.e. with XLA:CPU's default 
 fusions, took 1.5-2x longer (56x56 128->32 forward 113 against 53 ms): the package's
 opt-out (app.set_xla_cpu_flags) matters on this CPU. XLA's XNNPACK and oneDNN paths
 (`--xla_cpu_experimental_{xnn,onednn}_fusion_type=individual_convolution`) gave no
-consistent gain over the default.
+consistent gain over the default. Later that day, passed per compilation
+(`compiler_options`), those flags rejected 'individual_convolution' ("not a valid enum
+value") and with the enum's name, LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION, left the
+convolutions' outputs bit-identical to the default's: these two paths likely do not apply
+in this jaxlib at all (benchmarks/diffusion_throughput.py's docstring).
 PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
