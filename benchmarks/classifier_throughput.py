@@ -72,6 +72,7 @@ PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -267,25 +268,26 @@ def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
     mesh = parallel.make_mesh(1)
     replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     model = build_classifier(name, 1, **options)
-    tx = make_optimizer(get_config("synthetic_lesions").optimizer, total_steps=10_000)
-    state = create_state(model, tx, images.shape[1:], 0, True, replicated)
+    optimizer = functools.partial(make_optimizer, get_config("synthetic_lesions").optimizer)
+    state = create_state(model, optimizer(10_000), images.shape[1:], 0, True, replicated)
     params = sum(p.size for p in jax.tree.leaves(state.params))
-    train_step = make_train_step(model, tx, "binary", lambda x, k: x)
+    train_step = make_train_step(model, optimizer, "binary", lambda x, k: x)
     step_fn = jax.jit(
         train_step,
-        in_shardings=(replicated, batch_sharding, replicated),
+        in_shardings=(replicated, batch_sharding, replicated, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
     batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
     weights = jax.device_put(np.ones(2, np.float32), replicated)
+    total_steps = jax.device_put(np.int32(10_000), replicated)
     start = time.perf_counter()
-    compiled = step_fn.lower(state, batch, weights).compile()
+    compiled = step_fn.lower(state, batch, weights, total_steps).compile()
     compile_s = time.perf_counter() - start
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics = compiled(holder["state"], batch, weights)
+        holder["state"], metrics = compiled(holder["state"], batch, weights, total_steps)
         return float(jax.block_until_ready(metrics["loss"]))
 
     return step, params, compiled_gflop(compiled), compile_s

@@ -35,6 +35,7 @@ estimate, a watchdog writes what exists and exits shortly after the budget, and 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -171,21 +172,24 @@ def jax_classifier(name: str, precision: str, image: int, batch: int):
     config.model.name, config.model.options, config.precision = name, {}, precision
     mesh = parallel.make_mesh(1)
     model = build_model(config, 1)
-    tx = make_optimizer(config.optimizer, total_steps=10_000)
-    state = create_state(model, tx, (image, image, 3), 0, True, parallel.replicated(mesh))
-    step = training.jit_step(make_train_step(model, tx, "binary", lambda x, key: x), mesh, 1)
+    optimizer = functools.partial(make_optimizer, config.optimizer)
+    replicated = parallel.replicated(mesh)
+    state = create_state(model, optimizer(10_000), (image, image, 3), 0, True, replicated)
+    step = make_train_step(model, optimizer, "binary", lambda x, key: x)
+    step = training.jit_step(step, mesh, 2)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, image, image, 3)).astype(np.float32)
     labels = (np.arange(batch) % 2).astype(np.int32)
     arrays = parallel.host_to_global({"image": images, "label": labels}, mesh)
-    weights = jax.device_put(np.ones(2, np.float32), parallel.replicated(mesh))
-    compiled, info = xla_flops(step, state, arrays, weights)
+    weights = jax.device_put(np.ones(2, np.float32), replicated)
+    total_steps = jax.device_put(np.int32(10_000), replicated)
+    compiled, info = xla_flops(step, state, arrays, weights, total_steps)
     info["params"] = int(sum(p.size for p in jax.tree.leaves(state.params)))
     info["param_dtypes"] = sorted({str(p.dtype) for p in jax.tree.leaves(state.params)})
     holder = {"state": state}
 
     def run():
-        holder["state"], metrics = compiled(holder["state"], arrays, weights)
+        holder["state"], metrics = compiled(holder["state"], arrays, weights, total_steps)
         return metrics["loss"]
 
     return run, jax.block_until_ready, info

@@ -156,11 +156,12 @@ def classifier_compute(row: dict) -> dict:
     mesh = training.mesh_of(config)
     task = metrics["task"]
     model = build_classifier(config.model.name, num_outputs(task, 2), **config.model.options)
-    tx = make_optimizer(config.optimizer, steps)
+    optimizer = functools.partial(make_optimizer, config.optimizer)
     size, channels = config.data.image_size, config.data.channels
-    state = create_state(model, tx, (size, size, channels), 0, True, parallel.replicated(mesh))
+    shape = (size, size, channels)
+    state = create_state(model, optimizer(steps), shape, 0, True, parallel.replicated(mesh))
     augment = registry.make_augment(config.augment, config.augment_params.to_dict() or None)
-    step_fn = training.jit_step(make_train_step(model, tx, task, augment), mesh, 1)
+    step_fn = training.jit_step(make_train_step(model, optimizer, task, augment), mesh, 2)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (config.batch_size, size, size, channels)).astype(np.float32)
     batch = parallel.host_to_global(
@@ -170,7 +171,7 @@ def classifier_compute(row: dict) -> dict:
     eval_images = np.zeros((config.eval_batch_size, size, size, channels), np.float32)
     eval_s = seconds_per_call(predict, state.params, state.batch_stats, eval_images)
     weights = jnp.ones(2)
-    train_s = seconds_per_step(lambda s: step_fn(s, batch, weights)[0], state)
+    train_s = seconds_per_step(lambda s: step_fn(s, batch, weights, steps)[0], state)
     val, test = row["val_images"], row["test_images"]
     eval_batches = (epochs + 1) * -(-val // config.eval_batch_size)
     eval_batches += -(-test // config.eval_batch_size)
@@ -263,10 +264,10 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
         }
 
     model = build_classifier(clf_config.model.name, 1, **clf_config.model.options)
-    tx = make_optimizer(clf_config.optimizer, 100)
-    weighted_step = make_train_step(model, tx, "binary", registry.make_augment("none", None))
-    step = lambda state, batch: weighted_step(state, batch, jnp.ones(2))  # noqa: E731
-    states = [create_state(model, tx, shape, seed, True) for seed in range(seeds)]
+    optimizer = functools.partial(make_optimizer, clf_config.optimizer)
+    weighted_step = make_train_step(model, optimizer, "binary", registry.make_augment("none", None))
+    step = lambda state, batch: weighted_step(state, batch, jnp.ones(2), 100)  # noqa: E731
+    states = [create_state(model, optimizer(100), shape, seed, True) for seed in range(seeds)]
     result = {"classifier": compare(step, states, batch_of(clf_config.batch_size))}
     generator, discriminator = families.build_models(gan_config, 1)
     step = gan_steps.make_train_step(generator, discriminator, gan_config.gan)

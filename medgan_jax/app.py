@@ -75,7 +75,9 @@ def enable_compilation_cache(path: str | None = None) -> str:
         path = os.environ.get("MEDGAN_JAX_XLA_CACHE", default)
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        # Every program, however quick to compile: a study process would otherwise compile
+        # its small ones (predictions, copies) afresh, where loading them is 10-30x faster.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
 
 

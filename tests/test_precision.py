@@ -1,6 +1,8 @@
 """config.precision='bfloat16': bf16 compute, float32 parameters, statistics, optimizer
 states and losses, for the classifier and every GAN family."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,10 +66,11 @@ def _classifier_run(precision: str, steps: int = 3):
     config.model.options = dict(widths=(8, 16), hidden=16, batch_norm=True, dropout_rate=0.0)
     config.precision = precision
     model = build_model(config, 1)
-    tx = make_optimizer(config.optimizer, 10)
+    optimizer = functools.partial(make_optimizer, config.optimizer)
+    tx = optimizer(10)
     mesh = parallel.make_mesh(1)
     state = create_state(model, tx, (16, 16, 1), 0, True, parallel.replicated(mesh))
-    step = training.jit_step(classifier_step(model, tx, "binary", lambda x, key: x), mesh, 1)
+    step = training.jit_step(classifier_step(model, optimizer, "binary", lambda x, k: x), mesh, 2)
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32),
@@ -75,7 +78,8 @@ def _classifier_run(precision: str, steps: int = 3):
     }
     losses = []
     for _ in range(steps):
-        state, metrics = step(state, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
+        batch_ = parallel.host_to_global(batch, mesh)
+        state, metrics = step(state, batch_, np.ones(2, np.float32), 10)
         losses.append(float(metrics["loss"]))
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits = model.apply(variables, batch["image"])

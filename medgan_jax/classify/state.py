@@ -65,27 +65,11 @@ def build_model(config: ml_collections.ConfigDict, outputs: int) -> Classifier:
     )
 
 
-def make_optimizer(
-    cfg: ml_collections.ConfigDict, total_steps: int
-) -> optax.GradientTransformation:
-    """Adam or SGD with momentum, linear warm-up then cosine (or constant) learning rate."""
-    warmup = min(int(cfg.warmup_steps), total_steps // 5)  # short runs warm up less
-    if cfg.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(
-            0.0,
-            cfg.lr,
-            max(warmup, 1),
-            max(total_steps, warmup + 1),
-            end_value=cfg.lr * cfg.end_lr_factor,
-        )
-    elif cfg.schedule == "constant":
-        lr = optax.linear_schedule(0.0, cfg.lr, warmup) if warmup else cfg.lr
-        if warmup:
-            lr = optax.join_schedules([lr, optax.constant_schedule(cfg.lr)], [warmup])
-    else:
-        raise ValueError(
-            f"config.optimizer.schedule='{cfg.schedule}'; expected cosine or constant."
-        )
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps) -> optax.GradientTransformation:
+    """Adam or SGD with momentum, linear warm-up then cosine (or constant) learning rate.
+    total_steps may be traced: the train step takes it as an argument, so that runs of
+    every length share one compiled program."""
+    lr = learning_rate(cfg, total_steps)
     if cfg.name == "adam":
         tx = optax.adam(lr, b1=cfg.betas[0], b2=cfg.betas[1])
     elif cfg.name == "sgd":
@@ -95,6 +79,35 @@ def make_optimizer(
     if cfg.weight_decay:
         tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)
     return tx
+
+
+def learning_rate(cfg: ml_collections.ConfigDict, total_steps) -> Callable[[jax.Array], jax.Array]:
+    """step -> learning rate: a linear warm-up over min(cfg.warmup_steps, total_steps // 5)
+    steps (short runs warm up less), then optax's warmup_cosine_decay_schedule or a
+    constant, for a total_steps that may be traced. The divisions are written as
+    products with reciprocals, as XLA rewrites optax's divisions by constants, so that
+    the rates equal optax's bit for bit (tested)."""
+    if cfg.schedule not in ("cosine", "constant"):
+        raise ValueError(
+            f"config.optimizer.schedule='{cfg.schedule}'; expected cosine or constant."
+        )
+    peak = cfg.lr
+    warmup = jnp.minimum(int(cfg.warmup_steps), total_steps // 5)
+    ramp = jnp.maximum(warmup, 1) if cfg.schedule == "cosine" else warmup
+    decay = (jnp.maximum(total_steps, warmup + 1) - ramp).astype(jnp.float32)
+    end = cfg.lr * cfg.end_lr_factor
+    alpha = 0.0 if peak == 0.0 else end / peak
+
+    def schedule(step):
+        up = jnp.clip(step, 0, ramp) * (1 / jnp.maximum(ramp, 1).astype(jnp.float32))
+        warming = (0.0 - peak) * (1 - up) ** 1 + peak
+        if cfg.schedule == "constant":
+            return jnp.where(step < ramp, warming, peak)
+        t = jnp.minimum(step - ramp, decay)
+        cosine = 0.5 * (1 + jnp.cos(t * (jnp.pi * (1 / decay))))
+        return jnp.where(step < ramp, warming, peak * ((1 - alpha) * cosine**1.0 + alpha))
+
+    return schedule
 
 
 def create_state(

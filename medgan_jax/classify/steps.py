@@ -16,16 +16,21 @@ from medgan_jax.models.classifiers import TRUNK
 
 def make_train_step(
     model: nn.Module,
-    tx: optax.GradientTransformation,
+    optimizer: Callable[[jax.Array], optax.GradientTransformation],
     task: str,
     augment: Callable,
     freeze_trunk_steps: int = 0,
 ):
-    """state, batch, class_weights -> (state, metrics). The trunk is frozen for the first N
-    steps. The class weights are an argument, not a constant, so that runs with different
-    weights (a study's cells) share one compiled program."""
+    """state, batch, class_weights, total_steps -> (state, metrics), with the optimizer
+    `optimizer(total_steps)` (its learning-rate schedule's length). The trunk is frozen
+    for the first N steps. The class weights and the schedule's length are arguments, not
+    constants, so that runs with other weights or lengths (a study's cells) share one
+    compiled program."""
 
-    def train_step(state: ClassifierState, batch: dict, class_weights: jax.Array):
+    def train_step(
+        state: ClassifierState, batch: dict, class_weights: jax.Array, total_steps: jax.Array
+    ):
+        tx = optimizer(total_steps)
         key = jax.random.fold_in(state.key, state.step)
         aug_key, dropout_key = jax.random.split(key)
         images = augment(batch["image"], aug_key)

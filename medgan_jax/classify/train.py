@@ -5,6 +5,7 @@ evaluate that checkpoint, at that threshold, on the test set."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -79,9 +80,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.class_weighting, train.labels, train.label_mask, train.num_classes
     )
     weights = jax.device_put(weights, parallel.replicated(mesh))
-    programs = classifier_programs(
-        config, task, train.num_classes, total_steps, steps_per_epoch, mesh
-    )
+    programs = classifier_programs(config, task, train.num_classes, steps_per_epoch, mesh)
+    total_steps_arg = jax.device_put(np.int32(total_steps), parallel.replicated(mesh))
     higher = HIGHER_IS_BETTER[config.early_stopping.metric]
     every_epoch = config.checkpoints == "every_epoch"
     run = training.open_run(workdir, mesh, save_every=1, keep=config.keep_checkpoints)
@@ -103,7 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if patience and epoch - int(state.best_epoch) > patience:
             break  # resumed after the run had already stopped early
         for _ in range(steps_per_epoch):
-            state, metrics = programs.train_step(state, next(batches), weights)
+            state, metrics = programs.train_step(state, next(batches), weights, total_steps_arg)
             step += 1
             if step % config.log_every == 0:
                 scalars = _finite_scalars(state, metrics)
@@ -262,15 +262,16 @@ class Programs:
 
     model: nn.Module
     init: Callable  # seed -> replicated ClassifierState
-    train_step: Callable  # (state, batch) -> (state, metrics), the state donated
+    train_step: Callable  # (state, batch, class weights, total steps) -> (state, metrics)
     predict: Callable  # (params, batch_stats, images) -> (scores, logits, features)
     predict_batches: Callable  # (params, batch_stats, images [S, B, ...]) -> scores [S, B, ...]
 
 
-def classifier_programs(config, task, num_classes, total_steps, steps_per_epoch, mesh) -> Programs:
-    """The model and its jitted init, train step and predictions, built once per process
-    for each network, optimizer schedule, augmentation, task and mesh (a
-    study's runs of one shape share them; see training.built_once)."""
+def classifier_programs(config, task, num_classes, steps_per_epoch, mesh) -> Programs:
+    """The model and its jitted init, train step (the state donated) and predictions,
+    built once per process for each network, optimizer, augmentation, task and mesh (a
+    study's runs of one shape share them, whatever their lengths; see
+    training.built_once); the predictions for each network, task and mesh alone."""
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
     freeze_steps = config.freeze_trunk_epochs * steps_per_epoch
     key = training.config_key(
@@ -281,33 +282,56 @@ def classifier_programs(config, task, num_classes, total_steps, steps_per_epoch,
         config.augment,
         config.augment_params,
         config.early_stopping.metric,
-        [task, num_classes, total_steps, freeze_steps, image_shape],
+        [task, num_classes, freeze_steps, image_shape],
         [d.id for d in mesh.devices.flat],
     )
 
     def build() -> Programs:
         model = build_model(config, num_outputs(task, num_classes))
-        tx = make_optimizer(config.optimizer, total_steps)
+        optimizer = functools.partial(make_optimizer, config.optimizer)
         higher = HIGHER_IS_BETTER[config.early_stopping.metric]
         replicated = parallel.replicated(mesh)
         augment = augment_registry.make_augment(
             config.augment, config.augment_params.to_dict() or None
         )
-        step = make_train_step(model, tx, task, augment, freeze_steps)
-        predict = make_predict(model, task)
+        step = make_train_step(model, optimizer, task, augment, freeze_steps)
+        predict, predict_batches = prediction_programs(config, task, num_classes, mesh)
+        return Programs(
+            model=model,
+            # The optimizer state's structure does not depend on the schedule's length.
+            init=jax.jit(
+                make_init(model, optimizer(1), image_shape, higher), out_shardings=replicated
+            ),
+            train_step=training.jit_step(step, mesh, num_extra_args=2),
+            predict=predict,
+            predict_batches=predict_batches,
+        )
+
+    return training.built_once(key, build)
+
+
+def prediction_programs(config, task, num_classes, mesh) -> tuple[Callable, Callable]:
+    """Programs.predict and .predict_batches, built once per process for each network,
+    task and mesh."""
+    image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    key = training.config_key(
+        "classifier predictions",
+        config.model,
+        config.get("precision", "float32"),
+        [task, num_classes, image_shape],
+        [d.id for d in mesh.devices.flat],
+    )
+
+    def build() -> tuple[Callable, Callable]:
+        predict = make_predict(build_model(config, num_outputs(task, num_classes)), task)
 
         def predict_batches(params, batch_stats, images):
             return jax.lax.map(lambda x: predict(params, batch_stats, x)[0], images)
 
-        return Programs(
-            model=model,
-            init=jax.jit(make_init(model, tx, image_shape, higher), out_shardings=replicated),
-            train_step=training.jit_step(step, mesh, num_extra_args=1),
-            predict=jax.jit(predict),
-            predict_batches=jax.jit(
-                predict_batches,
-                in_shardings=(replicated, replicated, NamedSharding(mesh, P(None, DATA_AXIS))),
-            ),
+        replicated = parallel.replicated(mesh)
+        split_sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+        return jax.jit(predict), jax.jit(
+            predict_batches, in_shardings=(replicated, replicated, split_sharding)
         )
 
     return training.built_once(key, build)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 
@@ -128,8 +129,9 @@ def test_step_on_eight_devices_matches_one():
     config = smoke()
     config.optimizer.update(warmup_steps=0, schedule="constant")
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
-    tx = state.make_optimizer(config.optimizer, 10)
-    step = steps.make_train_step(model, tx, "binary", lambda x, k: x)
+    optimizer = functools.partial(state.make_optimizer, config.optimizer)
+    tx = optimizer(10)
+    step = steps.make_train_step(model, optimizer, "binary", lambda x, k: x)
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
@@ -139,9 +141,9 @@ def test_step_on_eight_devices_matches_one():
     for devices in (1, 8):
         mesh = parallel.make_mesh(devices)
         s = state.create_state(model, tx, (32, 32, 3), 0, True, parallel.replicated(mesh))
-        fn = training.jit_step(step, mesh, num_extra_args=1)
-        s, m1 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
-        _, m2 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32))
+        fn = training.jit_step(step, mesh, num_extra_args=2)
+        s, m1 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32), 10)
+        _, m2 = fn(s, parallel.host_to_global(batch, mesh), np.ones(2, np.float32), 10)
         losses.append([float(m1["loss"]), float(m2["loss"])])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
     assert losses[0][1] != losses[0][0]
@@ -259,9 +261,9 @@ def test_cells_with_other_training_subsets_share_the_resident_val_split():
 
 def test_config_precision_reaches_the_trained_model():
     config = smoke(precision="bfloat16")
-    programs = train.classifier_programs(config, "binary", 2, 4, 2, parallel.make_mesh(1))
+    programs = train.classifier_programs(config, "binary", 2, 2, parallel.make_mesh(1))
     assert programs.model.dtype == jnp.bfloat16
-    programs = train.classifier_programs(smoke(), "binary", 2, 4, 2, parallel.make_mesh(1))
+    programs = train.classifier_programs(smoke(), "binary", 2, 2, parallel.make_mesh(1))
     assert programs.model.dtype == jnp.float32
 
 
@@ -305,8 +307,9 @@ def test_one_compiled_step_takes_any_class_weights():
     step's loss is the weighted mean of the per-image losses with the weights given."""
     config = smoke()
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
-    tx = state.make_optimizer(config.optimizer, 10)
-    step = jax.jit(steps.make_train_step(model, tx, "binary", lambda x, k: x))
+    optimizer = functools.partial(state.make_optimizer, config.optimizer)
+    tx = optimizer(10)
+    step = jax.jit(steps.make_train_step(model, optimizer, "binary", lambda x, k: x))
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
@@ -322,18 +325,79 @@ def test_one_compiled_step_takes_any_class_weights():
     per_image = optax.losses.sigmoid_binary_cross_entropy(logits[:, 0], batch["label"])
     for weights in ([1.0, 1.0], [1.0, 3.0], [0.5, 2.0]):
         w = np.asarray(weights, np.float32)[batch["label"]]
-        _, metrics = step(s0, batch, jnp.asarray(weights))
+        _, metrics = step(s0, batch, jnp.asarray(weights), 10)
         expected = float(np.sum(per_image * w) / np.sum(w))
         assert float(metrics["loss"]) == pytest.approx(expected, rel=1e-5)
     assert step._cache_size() == 1
+
+
+def optax_schedule(cfg, total_steps: int):
+    """The learning rate as optax's schedules build it for a known length (the reference
+    for state.learning_rate, whose length may be traced)."""
+    warmup = min(int(cfg.warmup_steps), total_steps // 5)
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, cfg.lr, max(warmup, 1), max(total_steps, warmup + 1), cfg.lr * cfg.end_lr_factor
+        )
+    if not warmup:
+        return optax.constant_schedule(cfg.lr)
+    ramp = optax.linear_schedule(0.0, cfg.lr, warmup)
+    return optax.join_schedules([ramp, optax.constant_schedule(cfg.lr)], [warmup])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+@pytest.mark.parametrize("warmup", [100, 0])
+def test_learning_rate_of_a_traced_length_equals_optax(schedule, warmup):
+    """One compiled program serves every length, with optax's rates bit for bit (in
+    programs over all steps at once and over one step, as the train step has it)."""
+    cfg = smoke().optimizer
+    cfg.update(schedule=schedule, warmup_steps=warmup)
+    ours_all = jax.jit(lambda steps, total: jax.vmap(state.learning_rate(cfg, total))(steps))
+    ours_one = jax.jit(lambda step, total: state.learning_rate(cfg, total)(step))
+    for total in (3, 12, 80, 95, 125, 1000):
+        reference = optax_schedule(cfg, total)
+        steps_ = jnp.arange(total + 2, dtype=jnp.int32)
+        expected = np.asarray(jax.jit(jax.vmap(reference))(steps_))
+        np.testing.assert_array_equal(np.asarray(ours_all(steps_, jnp.int32(total))), expected)
+        one = jax.jit(reference)
+        for step in range(0, total + 2, max(1, total // 40)):
+            got, want = ours_one(jnp.int32(step), jnp.int32(total)), one(jnp.int32(step))
+            assert float(got) == float(want), (total, step)
+    assert ours_one._cache_size() == 1
+
+
+def test_train_step_with_the_length_as_argument_equals_optax_adam():
+    """Twelve steps through warm-up and cosine decay: the same weights as a step with
+    optax's adam built for that length."""
+    config = smoke()
+    config.optimizer.update(warmup_steps=100, schedule="cosine")
+    model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
+    optimizer = functools.partial(state.make_optimizer, config.optimizer)
+    betas = config.optimizer.betas
+    reference = optax.adam(optax_schedule(config.optimizer, 12), b1=betas[0], b2=betas[1])
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
+        "label": rng.integers(0, 2, 8).astype(np.int32),
+    }
+    finals = []
+    for make_tx in (optimizer, lambda total: reference):
+        step = jax.jit(steps.make_train_step(model, make_tx, "binary", lambda x, k: x))
+        s = state.create_state(model, optimizer(12), (32, 32, 3), 0, True)
+        for _ in range(12):
+            s, _ = step(s, batch, jnp.ones(2), 12)
+        finals.append(jax.tree.leaves(s.params))
+    for ours, theirs in zip(*finals):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_frozen_trunk_stays_put_while_the_head_learns():
     config = smoke()
     config.optimizer.update(warmup_steps=0, schedule="constant")
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
-    tx = state.make_optimizer(config.optimizer, 10)
-    step = jax.jit(steps.make_train_step(model, tx, "binary", lambda x, k: x, 1))
+    optimizer = functools.partial(state.make_optimizer, config.optimizer)
+    tx = optimizer(10)
+    step = jax.jit(steps.make_train_step(model, optimizer, "binary", lambda x, k: x, 1))
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
@@ -341,8 +405,8 @@ def test_frozen_trunk_stays_put_while_the_head_learns():
     }
     s0 = state.create_state(model, tx, (32, 32, 3), 0, True)
     ones = jnp.ones(2)
-    s1, _ = step(s0, batch, ones)  # step 0: trunk frozen
-    s2, _ = step(s1, batch, ones)  # step 1: trunk free
+    s1, _ = step(s0, batch, ones, 10)  # step 0: trunk frozen
+    s2, _ = step(s1, batch, ones, 10)  # step 1: trunk free
     same = lambda a, b: all(
         np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
