@@ -32,6 +32,16 @@ consistent gain over the default. Later that day, passed per compilation
 value") and with the enum's name, LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION, left the
 convolutions' outputs bit-identical to the default's: these two paths likely do not apply
 in this jaxlib at all (benchmarks/diffusion_throughput.py's docstring).
+Winograd F(4x4, 3x3) (6x6 tiles, 36 batched GEMMs, 4x fewer multiplications; the output
+transform as one [16, 36] matmul over the products; max error 1e-5 of the largest output)
+was tried one-off on 2026-12-04 at 22:17 (same machine, quiet), forward ms against xla's:
+16x16 128->128 6.2 vs 11.5, 8x8 128->128 2.1 vs 2.9, 14x14 256->256 22.0 vs 36.5, but
+slower at every other shape here (32x32 64->64 20.2 vs 13.8, 16x16 256->128 30.8 vs 25.8,
+28x28 128->128 42.9 vs 37.5, 7x7 512->512 65.6 vs 37.1, 56x56 ~2x). Put into layers.conv
+for those three shapes (forward and input gradient; the kernel gradient XLA's), the
+diffusion U-Net's step and 18-step sampler, alternating in one process, showed no gain
+beyond the noise (train 2193/2356/2271 ms without, 2327/2534/2167 with; sampling
+22.2/25.9/22.4 s vs 23.9/24.8/22.1 s): not adopted.
 PyTorch is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
