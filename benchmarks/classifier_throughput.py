@@ -271,7 +271,7 @@ def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
     optimizer = functools.partial(make_optimizer, get_config("synthetic_lesions").optimizer)
     state = create_state(model, optimizer(10_000), images.shape[1:], 0, True, replicated)
     params = sum(p.size for p in jax.tree.leaves(state.params))
-    train_step = make_train_step(model, optimizer, "binary", lambda x, k: x)
+    train_step = make_train_step(model, optimizer, "binary")
     step_fn = jax.jit(
         train_step,
         in_shardings=(replicated, batch_sharding, replicated, replicated),

@@ -175,7 +175,7 @@ def jax_classifier(name: str, precision: str, image: int, batch: int):
     optimizer = functools.partial(make_optimizer, config.optimizer)
     replicated = parallel.replicated(mesh)
     state = create_state(model, optimizer(10_000), (image, image, 3), 0, True, replicated)
-    step = make_train_step(model, optimizer, "binary", lambda x, key: x)
+    step = make_train_step(model, optimizer, "binary")
     step = training.jit_step(step, mesh, 2)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch, image, image, 3)).astype(np.float32)

@@ -139,7 +139,7 @@ def classifier_compute(row: dict) -> dict:
     import numpy as np
 
     from medgan_jax import parallel, training
-    from medgan_jax.augment import registry
+    from medgan_jax.classify import train as classify_train
     from medgan_jax.classify.state import create_state, make_optimizer, num_outputs
     from medgan_jax.classify.steps import make_predict, make_train_step
     from medgan_jax.models.classifiers import build_classifier
@@ -160,8 +160,8 @@ def classifier_compute(row: dict) -> dict:
     size, channels = config.data.image_size, config.data.channels
     shape = (size, size, channels)
     state = create_state(model, optimizer(steps), shape, 0, True, parallel.replicated(mesh))
-    augment = registry.make_augment(config.augment, config.augment_params.to_dict() or None)
-    step_fn = training.jit_step(make_train_step(model, optimizer, task, augment), mesh, 2)
+    augment = classify_train.augment_program(config, mesh)
+    step_fn = training.jit_step(make_train_step(model, optimizer, task), mesh, 2)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (config.batch_size, size, size, channels)).astype(np.float32)
     batch = parallel.host_to_global(
@@ -171,7 +171,9 @@ def classifier_compute(row: dict) -> dict:
     eval_images = np.zeros((config.eval_batch_size, size, size, channels), np.float32)
     eval_s = seconds_per_call(predict, state.params, state.batch_stats, eval_images)
     weights = jnp.ones(2)
-    train_s = seconds_per_step(lambda s: step_fn(s, batch, weights, steps)[0], state)
+    train_s = seconds_per_step(
+        lambda s: step_fn(s, classify_train.augmented(augment, batch, s), weights, steps)[0], state
+    )
     val, test = row["val_images"], row["test_images"]
     eval_batches = (epochs + 1) * -(-val // config.eval_batch_size)
     eval_batches += -(-test // config.eval_batch_size)
@@ -234,7 +236,6 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from medgan_jax.augment import registry
     from medgan_jax.classify.state import create_state, make_optimizer
     from medgan_jax.classify.steps import make_train_step
     from medgan_jax.gan import families
@@ -265,7 +266,7 @@ def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
 
     model = build_classifier(clf_config.model.name, 1, **clf_config.model.options)
     optimizer = functools.partial(make_optimizer, clf_config.optimizer)
-    weighted_step = make_train_step(model, optimizer, "binary", registry.make_augment("none", None))
+    weighted_step = make_train_step(model, optimizer, "binary")
     step = lambda state, batch: weighted_step(state, batch, jnp.ones(2), 100)  # noqa: E731
     states = [create_state(model, optimizer(100), shape, seed, True) for seed in range(seeds)]
     result = {"classifier": compare(step, states, batch_of(clf_config.batch_size))}

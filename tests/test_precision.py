@@ -70,7 +70,7 @@ def _classifier_run(precision: str, steps: int = 3):
     tx = optimizer(10)
     mesh = parallel.make_mesh(1)
     state = create_state(model, tx, (16, 16, 1), 0, True, parallel.replicated(mesh))
-    step = training.jit_step(classifier_step(model, optimizer, "binary", lambda x, k: x), mesh, 2)
+    step = training.jit_step(classifier_step(model, optimizer, "binary"), mesh, 2)
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32),

@@ -1,4 +1,4 @@
-"""jit-compiled classifier steps: augment on device, forward, weighted loss, update."""
+"""jit-compiled classifier programs: augment on device; forward, weighted loss, update."""
 
 from __future__ import annotations
 
@@ -14,16 +14,33 @@ from medgan_jax.classify.state import ClassifierState, loss_fn, scores_of
 from medgan_jax.models.classifiers import TRUNK
 
 
+def step_keys(root_key: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(augmentation key, dropout key) of a step."""
+    aug_key, dropout_key = jax.random.split(jax.random.fold_in(root_key, step))
+    return aug_key, dropout_key
+
+
+def make_augment_batch(augment: Callable):
+    """(images, state.key, state.step) -> images augmented with the step's key: the
+    augmentation as a program of its own, run before the train step, so that one compiled
+    train step serves runs with every augmentation (a study's methods)."""
+
+    def augment_batch(images: jax.Array, root_key: jax.Array, step: jax.Array) -> jax.Array:
+        return augment(images, step_keys(root_key, step)[0])
+
+    return augment_batch
+
+
 def make_train_step(
     model: nn.Module,
     optimizer: Callable[[jax.Array], optax.GradientTransformation],
     task: str,
-    augment: Callable,
     freeze_trunk_steps: int = 0,
 ):
     """state, batch, class_weights, total_steps -> (state, metrics), with the optimizer
-    `optimizer(total_steps)` (its learning-rate schedule's length). The trunk is frozen
-    for the first N steps. The class weights and the schedule's length are arguments, not
+    `optimizer(total_steps)` (its learning-rate schedule's length), on the batch's images
+    as given (augmented by make_augment_batch's program). The trunk is frozen for the
+    first N steps. The class weights and the schedule's length are arguments, not
     constants, so that runs with other weights or lengths (a study's cells) share one
     compiled program."""
 
@@ -31,9 +48,8 @@ def make_train_step(
         state: ClassifierState, batch: dict, class_weights: jax.Array, total_steps: jax.Array
     ):
         tx = optimizer(total_steps)
-        key = jax.random.fold_in(state.key, state.step)
-        aug_key, dropout_key = jax.random.split(key)
-        images = augment(batch["image"], aug_key)
+        _, dropout_key = step_keys(state.key, state.step)
+        images = batch["image"]
 
         def compute_loss(params):
             logits, updates = model.apply(

@@ -33,7 +33,7 @@ from medgan_jax.classify.state import (
     num_outputs,
     task_of,
 )
-from medgan_jax.classify.steps import make_predict, make_train_step
+from medgan_jax.classify.steps import make_augment_batch, make_predict, make_train_step
 from medgan_jax.data import load_split, pipeline, subsets
 from medgan_jax.data.records import DataError, Records
 from medgan_jax.metrics import classification
@@ -103,7 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if patience and epoch - int(state.best_epoch) > patience:
             break  # resumed after the run had already stopped early
         for _ in range(steps_per_epoch):
-            state, metrics = programs.train_step(state, next(batches), weights, total_steps_arg)
+            batch = augmented(programs.augment, next(batches), state)
+            state, metrics = programs.train_step(state, batch, weights, total_steps_arg)
             step += 1
             if step % config.log_every == 0:
                 scalars = _finite_scalars(state, metrics)
@@ -265,13 +266,22 @@ class Programs:
     train_step: Callable  # (state, batch, class weights, total steps) -> (state, metrics)
     predict: Callable  # (params, batch_stats, images) -> (scores, logits, features)
     predict_batches: Callable  # (params, batch_stats, images [S, B, ...]) -> scores [S, B, ...]
+    augment: Callable | None = None  # (images, state.key, state.step) -> images; None: none
+
+
+def augmented(augment: Callable | None, batch: dict, state) -> dict:
+    """The batch with its images augmented for the state's step by Programs.augment."""
+    if augment is None:
+        return batch
+    return {**batch, "image": augment(batch["image"], state.key, state.step)}
 
 
 def classifier_programs(config, task, num_classes, steps_per_epoch, mesh) -> Programs:
-    """The model and its jitted init, train step (the state donated) and predictions,
-    built once per process for each network, optimizer, augmentation, task and mesh (a
-    study's runs of one shape share them, whatever their lengths; see
-    training.built_once); the predictions for each network, task and mesh alone."""
+    """The model and its jitted init, train step (the state donated), predictions and
+    augmentation, built once per process: the init and step for each network, optimizer,
+    task and mesh (a study's runs of one shape share them, whatever their lengths and
+    augmentations; see training.built_once), the predictions for each network, task and
+    mesh, the augmentation for each pipeline and mesh."""
     image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
     freeze_steps = config.freeze_trunk_epochs * steps_per_epoch
     key = training.config_key(
@@ -279,8 +289,6 @@ def classifier_programs(config, task, num_classes, steps_per_epoch, mesh) -> Pro
         config.model,
         config.get("precision", "float32"),
         config.optimizer,
-        config.augment,
-        config.augment_params,
         config.early_stopping.metric,
         [task, num_classes, freeze_steps, image_shape],
         [d.id for d in mesh.devices.flat],
@@ -291,10 +299,7 @@ def classifier_programs(config, task, num_classes, steps_per_epoch, mesh) -> Pro
         optimizer = functools.partial(make_optimizer, config.optimizer)
         higher = HIGHER_IS_BETTER[config.early_stopping.metric]
         replicated = parallel.replicated(mesh)
-        augment = augment_registry.make_augment(
-            config.augment, config.augment_params.to_dict() or None
-        )
-        step = make_train_step(model, optimizer, task, augment, freeze_steps)
+        step = make_train_step(model, optimizer, task, freeze_steps)
         predict, predict_batches = prediction_programs(config, task, num_classes, mesh)
         return Programs(
             model=model,
@@ -305,6 +310,33 @@ def classifier_programs(config, task, num_classes, steps_per_epoch, mesh) -> Pro
             train_step=training.jit_step(step, mesh, num_extra_args=2),
             predict=predict,
             predict_batches=predict_batches,
+        )
+
+    programs = training.built_once(key, build)
+    return dataclasses.replace(programs, augment=augment_program(config, mesh))
+
+
+def augment_program(config, mesh) -> Callable | None:
+    """config.augment as a jitted (images, key, step) -> images (make_augment_batch),
+    built once per process for each pipeline and mesh; None for 'none'."""
+    if config.augment == "none":
+        return None
+    key = training.config_key(
+        "classifier augmentation",
+        config.augment,
+        config.augment_params,
+        [d.id for d in mesh.devices.flat],
+    )
+
+    def build() -> Callable:
+        augment = augment_registry.make_augment(
+            config.augment, config.augment_params.to_dict() or None
+        )
+        replicated, batches = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        return jax.jit(
+            make_augment_batch(augment),
+            in_shardings=(batches, replicated, replicated),
+            out_shardings=batches,
         )
 
     return training.built_once(key, build)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from configs.classifier import get_config
 from medgan_jax import parallel, runs, training
+from medgan_jax.augment import registry as augment_registry
 from medgan_jax.classify import mixing, predict, state, steps, train
 from medgan_jax.data import load_split
 from medgan_jax.models.classifiers import build_classifier
@@ -131,7 +132,7 @@ def test_step_on_eight_devices_matches_one():
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
     optimizer = functools.partial(state.make_optimizer, config.optimizer)
     tx = optimizer(10)
-    step = steps.make_train_step(model, optimizer, "binary", lambda x, k: x)
+    step = steps.make_train_step(model, optimizer, "binary")
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32),
@@ -309,7 +310,7 @@ def test_one_compiled_step_takes_any_class_weights():
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
     optimizer = functools.partial(state.make_optimizer, config.optimizer)
     tx = optimizer(10)
-    step = jax.jit(steps.make_train_step(model, optimizer, "binary", lambda x, k: x))
+    step = jax.jit(steps.make_train_step(model, optimizer, "binary"))
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
@@ -382,7 +383,7 @@ def test_train_step_with_the_length_as_argument_equals_optax_adam():
     }
     finals = []
     for make_tx in (optimizer, lambda total: reference):
-        step = jax.jit(steps.make_train_step(model, make_tx, "binary", lambda x, k: x))
+        step = jax.jit(steps.make_train_step(model, make_tx, "binary"))
         s = state.create_state(model, optimizer(12), (32, 32, 3), 0, True)
         for _ in range(12):
             s, _ = step(s, batch, jnp.ones(2), 12)
@@ -391,13 +392,52 @@ def test_train_step_with_the_length_as_argument_equals_optax_adam():
         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_augmentation_runs_before_one_shared_step_as_it_would_inside():
+    """Runs with other augmentations share one compiled train step: the augmentation is a
+    program of its own with the step's key, and the weights equal those of a step that
+    augments inside (bit for bit)."""
+    mesh = parallel.make_mesh(1)
+    config = smoke(augment="classic")
+    programs = train.classifier_programs(config, "binary", 2, 2, mesh)
+    plain = train.classifier_programs(smoke(), "binary", 2, 2, mesh)
+    assert programs.train_step is plain.train_step and plain.augment is None
+    optimizer = functools.partial(state.make_optimizer, config.optimizer)
+    step = steps.make_train_step(programs.model, optimizer, "binary")
+    augment = augment_registry.make_augment("classic", None)
+
+    def inside(s, batch, weights, total):
+        aug_key, _ = steps.step_keys(s.key, s.step)
+        return step(s, {**batch, "image": augment(batch["image"], aug_key)}, weights, total)
+
+    rng = np.random.default_rng(0)
+    size = config.data.image_size
+    batch = parallel.host_to_global(
+        {
+            "image": rng.uniform(-1, 1, (16, size, size, 3)).astype(np.float32),
+            "label": rng.integers(0, 2, 16).astype(np.int32),
+        },
+        mesh,
+    )
+    weights = jnp.ones(2)
+    fused = training.jit_step(inside, mesh, num_extra_args=2)
+    a, b = programs.init(0), programs.init(0)
+    for _ in range(3):
+        a, _ = programs.train_step(a, train.augmented(programs.augment, batch, a), weights, 6)
+        b, _ = fused(b, batch, weights, 6)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(
+        programs.augment(batch["image"], a.key, a.step), np.asarray(batch["image"])
+    )
+
+
 def test_frozen_trunk_stays_put_while_the_head_learns():
     config = smoke()
     config.optimizer.update(warmup_steps=0, schedule="constant")
     model = build_classifier("simple_cnn", 1, widths=(8,), hidden=8, dropout_rate=0.0)
     optimizer = functools.partial(state.make_optimizer, config.optimizer)
     tx = optimizer(10)
-    step = jax.jit(steps.make_train_step(model, optimizer, "binary", lambda x, k: x, 1))
+    step = jax.jit(steps.make_train_step(model, optimizer, "binary", 1))
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32),
