@@ -92,13 +92,13 @@ def learning_rate(cfg: ml_collections.ConfigDict, total_steps) -> Callable[[jax.
             f"config.optimizer.schedule='{cfg.schedule}'; expected cosine or constant."
         )
     peak = cfg.lr
-    warmup = jnp.minimum(int(cfg.warmup_steps), total_steps // 5)
-    ramp = jnp.maximum(warmup, 1) if cfg.schedule == "cosine" else warmup
-    decay = (jnp.maximum(total_steps, warmup + 1) - ramp).astype(jnp.float32)
     end = cfg.lr * cfg.end_lr_factor
     alpha = 0.0 if peak == 0.0 else end / peak
 
-    def schedule(step):
+    def schedule(step):  # traced in the train step (no eager ops when the optimizer is built)
+        warmup = jnp.minimum(int(cfg.warmup_steps), total_steps // 5)
+        ramp = jnp.maximum(warmup, 1) if cfg.schedule == "cosine" else warmup
+        decay = (jnp.maximum(total_steps, warmup + 1) - ramp).astype(jnp.float32)
         up = jnp.clip(step, 0, ramp) * (1 / jnp.maximum(ramp, 1).astype(jnp.float32))
         warming = (0.0 - peak) * (1 - up) ** 1 + peak
         if cfg.schedule == "constant":
