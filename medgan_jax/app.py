@@ -76,7 +76,7 @@ def enable_compilation_cache(path: str | None = None) -> str:
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
         # Every program, however quick to compile: a study process would otherwise compile
-        # its small ones (predictions, copies) afresh, where loading them is 10-30x faster.
+        # its small ones (predictions, copies) afresh, which takes longer than loading them.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
 
