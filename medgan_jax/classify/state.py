@@ -100,12 +100,12 @@ def learning_rate(cfg: ml_collections.ConfigDict, total_steps) -> Callable[[jax.
         ramp = jnp.maximum(warmup, 1) if cfg.schedule == "cosine" else warmup
         decay = (jnp.maximum(total_steps, warmup + 1) - ramp).astype(jnp.float32)
         up = jnp.clip(step, 0, ramp) * (1 / jnp.maximum(ramp, 1).astype(jnp.float32))
-        warming = (0.0 - peak) * (1 - up) ** 1 + peak
+        warming = (0.0 - peak) * (1 - up) + peak
         if cfg.schedule == "constant":
             return jnp.where(step < ramp, warming, peak)
         t = jnp.minimum(step - ramp, decay)
         cosine = 0.5 * (1 + jnp.cos(t * (jnp.pi * (1 / decay))))
-        return jnp.where(step < ramp, warming, peak * ((1 - alpha) * cosine**1.0 + alpha))
+        return jnp.where(step < ramp, warming, peak * ((1 - alpha) * cosine + alpha))
 
     return schedule
 
