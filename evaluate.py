@@ -1,9 +1,14 @@
 """Evaluates generated images and classifiers (configs/evaluate.py, config.job='evaluate'),
 or runs the whole augmentation study (configs/study.py, config.job='study')."""
 
-from medgan_jax import app
-from medgan_jax.evaluation.job import evaluate
-from medgan_jax.study import runner
+if __name__ == "__main__":  # before JAX is imported (medgan_jax/launch.py says why)
+    from medgan_jax import launch
+
+    launch.reexec_with_huge_pages()
+
+from medgan_jax import app  # noqa: E402
+from medgan_jax.evaluation.job import evaluate  # noqa: E402
+from medgan_jax.study import runner  # noqa: E402
 
 JOBS = {"evaluate": evaluate, "study": runner.main}
 

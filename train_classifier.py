@@ -1,7 +1,12 @@
 """Trains a classifier (see configs/classifier.py for the command and what it writes)."""
 
-from medgan_jax import app
-from medgan_jax.classify import train
+if __name__ == "__main__":  # before JAX is imported (medgan_jax/launch.py says why)
+    from medgan_jax import launch
+
+    launch.reexec_with_huge_pages()
+
+from medgan_jax import app  # noqa: E402
+from medgan_jax.classify import train  # noqa: E402
 
 if __name__ == "__main__":
     app.run(

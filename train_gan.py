@@ -1,7 +1,12 @@
 """Trains a GAN (configs/dcgan.py, pggan.py or bagan.py say the command and what it writes)."""
 
-from medgan_jax import app
-from medgan_jax.gan import train
+if __name__ == "__main__":  # before JAX is imported (medgan_jax/launch.py says why)
+    from medgan_jax import launch
+
+    launch.reexec_with_huge_pages()
+
+from medgan_jax import app  # noqa: E402
+from medgan_jax.gan import train  # noqa: E402
 
 if __name__ == "__main__":
     app.run(train.train, default_config="configs/dcgan.py", default_workdir="runs/dcgan")

@@ -22,3 +22,8 @@ if [ ! -f "$stamp" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# glibc's malloc on transparent huge pages for every process below (medgan_jax/launch.py
+# says why; the entry points otherwise restart themselves to set it).
+if [ "${MEDGAN_JAX_HUGE_PAGES:-1}" != 0 ] && [[ "${GLIBC_TUNABLES:-}" != *glibc.malloc.hugetlb* ]]; then
+  export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
+fi
