@@ -1,8 +1,7 @@
 """Classifier training throughput: this project's jit step vs a PyTorch eager reference.
 
   python benchmarks/classifier_throughput.py [--models resnet50,densenet121,...] [--steps N]
-                    [--batch N] [--rounds 3] [--torch-format channels_last] [--reuse-memory]
-                    [--profile]
+                    [--batch N] [--rounds 3] [--torch-format channels_last] [--profile]
 
 For each row both sides train the identical network on the same random batch in this one
 process: ResNet-50 and DenseNet-121 (keras.applications' layouts, 224x224x3, batch 32),
@@ -63,9 +62,19 @@ batch 32 under that load): the 1x1 convolutions' matmuls (dot, 3.4 s), BatchNorm
 elementwise passes (multiply_ and maximum_bitcast_fusion, 2.4 s), the forward
 concatenations (1.0 s; PyTorch copies the same) and the remaining transposes (0.7 s).
 
---reuse-memory re-runs the script with glibc told to keep freed memory (one arena, no
-mmap, no trim; both sides): on this VM every fresh page costs a 1-2 us fault, and both
-frameworks otherwise fault in their whole working set every step.
+Each side in a process of its own (since 2026-12-05; side_by_side.Worker): in one
+process each framework slowed the other's next steps (our DenseNet-121 step 5.2-5.9 s
+alone, 7.7-9.3 s right after a PyTorch step and 6.3-6.9 s after that; PyTorch's 3.9-4.8 s
+alone against 4.9-5.7 s beside ours), so the earlier rows' ratios, measured in one
+process, are biased: by how much and which way differed by network. The sides take turns
+round by round, each round after one untimed step (the first step after the other side's
+round ran 1.5-2x slower even in separate processes on these VMs). Our side runs with
+glibc's malloc on transparent huge pages, as the entry points set it (medgan_jax/launch.py):
+XLA:CPU takes a step's buffers afresh from the kernel every execution, about a million
+4 KiB page faults per DenseNet-121 step (2 s of kernel time); with huge pages 3,000, and
+the step alone took 4.2-4.8 s against 5.3-5.9 s. PyTorch's side keeps glibc's defaults:
+its steps ran 5-10% slower with huge pages (side_by_side.stock_malloc_environment).
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
@@ -85,7 +94,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import side_by_side  # noqa: E402
 from benchmarks.dcgan_layers import best_matmul_gflops, compiled_gflop, non_conv_op_ms  # noqa: E402
+from medgan_jax import launch  # noqa: E402
 
 # row -> (classifier name, its options, image shape HWC, default batch, timed steps per round)
 MODELS = {
@@ -100,12 +111,6 @@ MODELS = {
         32,
         10,
     ),
-}
-# glibc malloc: all threads in the main heap, never mmap, never give memory back.
-REUSE_MEMORY_ENV = {
-    "MALLOC_ARENA_MAX": "1",
-    "MALLOC_MMAP_MAX_": "0",
-    "MALLOC_TRIM_THRESHOLD_": str(2**36),
 }
 
 
@@ -293,14 +298,6 @@ def jax_side(name: str, images: np.ndarray, labels: np.ndarray, **options):
     return step, params, compiled_gflop(compiled), compile_s
 
 
-def time_round(step, n: int) -> tuple[float, float]:
-    """(wall, process CPU) seconds per step over n steps."""
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        step()
-    return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
-
-
 def pick_torch_format(name, images, labels, requested: str, **options) -> bool:
     """True for channels_last: as requested, or the faster of two warmed-up steps each."""
     if requested != "auto":
@@ -309,7 +306,7 @@ def pick_torch_format(name, images, labels, requested: str, **options) -> bool:
     for channels_last in (False, True):
         step, _ = torch_side(name, images, labels, channels_last, **options)
         step()
-        seconds[channels_last] = min(time_round(step, 1)[0] for _ in range(2))
+        seconds[channels_last] = min(side_by_side.timed(step)(1)["wall"] for _ in range(2))
     print(
         f"  torch contiguous {seconds[False] * 1e3:.0f} ms/step, "
         f"channels_last {seconds[True] * 1e3:.0f} ms/step"
@@ -317,46 +314,83 @@ def pick_torch_format(name, images, labels, requested: str, **options) -> bool:
     return seconds[True] < seconds[False]
 
 
-def print_profile(step, steps: int = 2) -> dict[str, float]:
-    """Prints (and returns) our step's traced non-convolution ops, ms per step by kind."""
-    kinds = non_conv_op_ms(step, steps)
+def print_profile(kinds: dict[str, float]) -> None:
+    """Prints our step's traced non-convolution ops, ms per step by kind."""
     top = ", ".join(f"{kind} {ms:.0f}" for kind, ms in list(kinds.items())[:8])
     print(f"  profile: non-convolution ops {sum(kinds.values()):.0f} ms/step; largest: {top}")
-    return kinds
+
+
+def row_batch(row: str, args) -> tuple:
+    """(classifier name, options, image shape, batch, images, labels) of a row."""
+    name, options, shape, default_batch, _ = MODELS[row]
+    batch = args.batch or default_batch
+    return name, options, shape, batch, *random_batch(shape, batch)
+
+
+def serve_side(args) -> None:
+    """A worker process: one side of one row, warmed up, timing steps on request."""
+    name, options, _, _, images, labels = row_batch(args.model, args)
+    if args.worker == "jax":
+        from medgan_jax import app  # its XLA flags must precede jax's backend start-up
+
+        app.configure(compilation_cache="", distributed=False)
+        step, params, gflop, compile_s = jax_side(name, images, labels, **options)
+        info = {"parameters": params, "gflop": gflop, "compile_s": compile_s}
+        handlers = {"profile": lambda: non_conv_op_ms(step, 2)}
+    else:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        channels_last = pick_torch_format(name, images, labels, args.torch_format, **options)
+        step, params = torch_side(name, images, labels, channels_last, **options)
+        info = {
+            "parameters": params,
+            "format": "channels_last" if channels_last else "contiguous",
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
+        handlers = {}
+    step(), step()  # warm up
+    side_by_side.serve(lambda: (info, {"time": side_by_side.timed(step), **handlers}))
+
+
+def start_sides(row: str, args) -> dict[str, side_by_side.Worker]:
+    common = ["--model", row, "--batch", str(args.batch)]
+    return {
+        "medgan_jax": side_by_side.Worker(__file__, ["--worker", "jax", *common]),
+        "pytorch": side_by_side.Worker(
+            __file__,
+            ["--worker", "torch", *common, "--torch-format", args.torch_format],
+            side_by_side.stock_malloc_environment(),
+        ),
+    }
 
 
 def run_model(row: str, args, peak_gflops: float) -> dict:
-    import torch
-
-    name, options, shape, default_batch, default_steps = MODELS[row]
-    batch, steps = args.batch or default_batch, args.steps or default_steps
-    images, labels = random_batch(shape, batch)
+    _, options, shape, batch, _, _ = row_batch(row, args)
+    steps = args.steps or MODELS[row][4]
     print(f"{row}: batch {batch}, {'x'.join(map(str, shape))}, {steps} steps x {args.rounds}")
-    channels_last = pick_torch_format(name, images, labels, args.torch_format, **options)
-    jax_step, jax_count, step_gflop, compile_s = jax_side(name, images, labels, **options)
-    torch_step, torch_count = torch_side(name, images, labels, channels_last, **options)
-    sides = {"medgan_jax": jax_step, "pytorch": torch_step}
-    counts = {"medgan_jax": jax_count, "pytorch": torch_count}
+    workers = start_sides(row, args)
+    ours, torch_info = workers["medgan_jax"].info, workers["pytorch"].info
+    counts = {side: worker.info["parameters"] for side, worker in workers.items()}
     if counts["medgan_jax"] != counts["pytorch"]:
         raise RuntimeError(f"{row}: parameter counts differ: {counts}")
-    for step in sides.values():  # warm up: two steps each
-        step(), step()
-    wall, cpu = {side: [] for side in sides}, {side: [] for side in sides}
-    for _ in range(args.rounds):
-        for side, step in sides.items():
-            w, c = time_round(step, steps)
-            wall[side].append(w)
-            cpu[side].append(c)
+    replies = side_by_side.alternate(workers, "time", steps, args.rounds)
+    kinds = workers["medgan_jax"].request("profile") if args.profile else None
+    for worker in workers.values():
+        worker.close()
+    wall = {side: [r["wall"] for r in rs] for side, rs in replies.items()}
+    cpu = {side: [r["cpu"] for r in rs] for side, rs in replies.items()}
     rates = {side: batch / statistics.median(s) for side, s in wall.items()}
     best = {side: batch / min(s) for side, s in wall.items()}
     cpu_ms = {side: 1000 * statistics.median(s) for side, s in cpu.items()}
     # Both sides do the same arithmetic; XLA's count (fused elementwise work included).
-    gflops = {side: step_gflop * rate / batch for side, rate in rates.items()}
+    gflops = {side: ours["gflop"] * rate / batch for side, rate in rates.items()}
     print(
         f"  {'':10s} {'images/s':>9s} {'(best)':>8s} {'ms/step':>8s} {'CPU ms/step':>12s} "
         f"{'GFLOP/s':>8s} {'% matmul':>9s}"
     )
-    for side in sides:
+    for side in workers:
         ms = 1000 * batch / rates[side]
         print(
             f"  {side:10s} {rates[side]:9.1f} {best[side]:8.1f} {ms:8.0f} {cpu_ms[side]:12.0f} "
@@ -364,33 +398,32 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
         )
     ratio = rates["medgan_jax"] / rates["pytorch"]
     best_ratio = best["medgan_jax"] / best["pytorch"]
-    fmt = "channels_last" if channels_last else "contiguous"
     print(
         f"  ratio medgan_jax / pytorch: {ratio:.2f}x (best {best_ratio:.2f}x)"
-        f"  {counts['pytorch']:,} parameters both; {step_gflop:.1f} GFLOP/step (XLA); "
-        f"torch {torch.__version__} {fmt}, {torch.get_num_threads()} thr.; "
-        f"jax compile {compile_s:.0f} s"
+        f"  {counts['pytorch']:,} parameters both; {ours['gflop']:.1f} GFLOP/step (XLA); "
+        f"torch {torch_info['version']} {torch_info['format']}, {torch_info['threads']} thr.; "
+        f"jax compile {ours['compile_s']:.0f} s"
     )
-    result = {
+    if kinds is not None:
+        print_profile(kinds)
+    return {
         "images_per_s": rates,
         "best_images_per_s": best,
         "cpu_ms_per_step": cpu_ms,
         "ratio": ratio,
         "best_ratio": best_ratio,
-        "gflop_per_step": step_gflop,
+        "gflop_per_step": ours["gflop"],
         "gflops": gflops,
         "best_matmul_gflops": peak_gflops,
         "batch": batch,
         "image_shape": list(shape),
         "options": options,
         "parameters": counts["pytorch"],
-        "torch_memory_format": fmt,
-        "reuse_memory": os.environ.get("MALLOC_ARENA_MAX") == "1",
+        "torch_memory_format": torch_info["format"],
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "ms_per_step_rounds": {side: [1000 * t for t in s] for side, s in wall.items()},
+        **({"profile_non_conv_ms": kinds} if kinds is not None else {}),
     }
-    if args.profile:  # last: a trace leaves the runtime slower for the rest of the process
-        result["profile_non_conv_ms"] = print_profile(jax_step)
-    return result
 
 
 def main() -> None:
@@ -405,32 +438,31 @@ def main() -> None:
     parser.add_argument(
         "--torch-format", choices=("auto", "contiguous", "channels_last"), default="channels_last"
     )
-    parser.add_argument("--reuse-memory", action="store_true", help="see above")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.reuse_memory and os.environ.get("MALLOC_ARENA_MAX") != "1":
-        # glibc reads these once, at start-up
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **REUSE_MEMORY_ENV})
-    import torch
-
-    from medgan_jax import app  # its XLA flags must precede jax's backend start-up
-
-    app.configure(compilation_cache="", distributed=False)
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.worker:
+        return serve_side(args)
+    launch.reexec_with_huge_pages()  # our side runs as the entry points do
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"--models: unknown {unknown}; expected some of {list(MODELS)}")
+    from medgan_jax import app
+
+    app.configure(compilation_cache="", distributed=False)
     path = os.path.join(args.out, "classifier_throughput.json")
     results = {}
     if os.path.exists(path):
         with open(path) as f:
             results = json.load(f)
     peak = best_matmul_gflops()
+    tunables = os.environ.get("GLIBC_TUNABLES") or "none"
     print(
         f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; "
-        f"{platform_cpu()}, jax {jax_version()}, {os.cpu_count()} CPUs"
+        f"{platform_cpu()}, jax {jax_version()}, {os.cpu_count()} CPUs; "
+        f"each side in its own process, ours with GLIBC_TUNABLES {tunables}"
     )
     results.update({name: run_model(name, args, peak) for name in names})
     os.makedirs(args.out, exist_ok=True)

@@ -92,9 +92,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import side_by_side  # noqa: E402
 from benchmarks.classifier_throughput import jax_version, platform_cpu  # noqa: E402
 from benchmarks.dcgan_layers import best_matmul_gflops, compiled_gflop  # noqa: E402
-from benchmarks.side_by_side import compare, print_ratio  # noqa: E402
+from medgan_jax import launch  # noqa: E402
 
 SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
 
@@ -218,6 +219,31 @@ def torch_sides(args, images):
     return train_step, sample, params
 
 
+def serve_side(args) -> None:
+    """A worker process: one side's train step and sampler, warmed up, timed on request."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (args.batch, args.image_size, args.image_size, 3))
+    images = images.astype(np.float32)
+    if args.worker == "jax":
+        from medgan_jax import app  # its XLA flags must precede jax's backend start-up
+
+        app.configure(compilation_cache="", distributed=False)
+        start = time.perf_counter()
+        train, sample, params, gflop = jax_sides(args, images)
+        info = {"parameters": params, "gflop": gflop, "compile_s": time.perf_counter() - start}
+    else:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch.manual_seed(0)
+        train, sample, params = torch_sides(args, images)
+        info = {"parameters": params, "version": torch.__version__}
+        info["threads"] = torch.get_num_threads()
+    train(), train(), sample()  # compile / warm up
+    handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, False)}
+    side_by_side.serve(lambda: (info, handlers))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -237,39 +263,39 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=32)
     parser.add_argument("--sample-rounds", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import torch
-
-    from medgan_jax import app  # its XLA flags must precede jax's backend start-up
+    if args.worker:
+        return serve_side(args)
+    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    from medgan_jax import app
 
     app.configure(compilation_cache="", distributed=False)
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
     peak = best_matmul_gflops()
     print(
         f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; {platform_cpu()}, "
-        f"jax {jax_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs"
+        f"jax {jax_version()}, {os.cpu_count()} CPUs; each side in its own process, "
+        f"ours with GLIBC_TUNABLES {os.environ.get('GLIBC_TUNABLES') or 'none'}"
     )
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (args.batch, args.image_size, args.image_size, 3))
-    images = images.astype(np.float32)
-    start = time.perf_counter()
-    ours_train, ours_sample, ours_params, gflop = jax_sides(args, images)
-    print(f"our step and sampler compiled in {time.perf_counter() - start:.0f} s")
-    torch_train, torch_sample, torch_params = torch_sides(args, images)
-    if ours_params != torch_params:
-        raise SystemExit(f"parameter counts differ: ours {ours_params}, diffusers {torch_params}")
+    workers = {
+        "medgan_jax": side_by_side.Worker(__file__, [*sys.argv[1:], "--worker", "jax"]),
+        "pytorch": side_by_side.Worker(
+            __file__, [*sys.argv[1:], "--worker", "torch"], side_by_side.stock_malloc_environment()
+        ),
+    }
+    ours, torch_info = workers["medgan_jax"].info, workers["pytorch"].info
+    print(f"our step and sampler compiled in {ours['compile_s']:.0f} s")
+    if ours["parameters"] != torch_info["parameters"]:
+        raise SystemExit(f"parameter counts differ: ours {ours}, diffusers {torch_info}")
     print(
         f"U-Net {args.image_size}x{args.image_size}x3, width {args.width} x "
         f"{args.channel_mult}, {args.res_blocks} res blocks, attention at {args.attention}: "
-        f"{ours_params:,} parameters on both sides"
+        f"{ours['parameters']:,} parameters on both sides"
     )
     print(f"training step, batch {args.batch}:")
-    train = compare(
-        {"medgan_jax": ours_train, "pytorch": torch_train}, args.steps, args.rounds, args.batch
-    )
-    train_ratio = print_ratio(train)
-    step_s = args.batch / train["medgan_jax"]
+    replies = side_by_side.alternate(workers, "train", args.steps, args.rounds)
+    train, train_ratio = side_by_side.print_rates(replies, args.batch, torch_info)
+    gflop, step_s = ours["gflop"], args.batch / train["medgan_jax"]
     print(
         f"our step: {gflop:.1f} GFLOP, {gflop / step_s:.0f} GFLOP/s = "
         f"{gflop / step_s / peak:.0%} of the matmul rate"
@@ -279,20 +305,18 @@ def main() -> None:
         f"sampling, {args.sample_steps} Heun steps ({evaluations} evaluations), "
         f"batch {args.sample_batch}:"
     )
-    sampling = compare(
-        {"medgan_jax": ours_sample, "pytorch": torch_sample},
-        1,
-        args.sample_rounds,
-        args.sample_batch,
-    )
-    sample_ratio = print_ratio(sampling)
+    replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
+    sampling, sample_ratio = side_by_side.print_rates(replies, args.sample_batch, torch_info)
+    for worker in workers.values():
+        worker.close()
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "cpu": platform_cpu(),
         "jax": jax_version(),
-        "torch": torch.__version__,
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "parameters": ours_params,
+        "torch": torch_info["version"],
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
+        "parameters": ours["parameters"],
         "train_images_per_s": train,
         "train_ratio": train_ratio,
         "train_step_gflop": gflop,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -37,3 +42,119 @@ def print_ratio(rates: dict[str, float]) -> float:
     threads = torch.get_num_threads()
     print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} thr.)")
     return ratio
+
+
+# ------------------------------------------------- each side in a process of its own
+#
+# In one process the two frameworks slow each other down: after a PyTorch step, our next
+# DenseNet-121 step took 7.7-9.3 s and the ones after it 6.3-6.9 s, against 5.2-5.9 s
+# before PyTorch ran (their allocators and thread pools share the process), and PyTorch's
+# step ran 4.9-5.7 s there against 3.9-4.8 s alone (classifier_throughput.py's
+# docstring). So the throughput benchmarks run each side as a worker process of the same
+# script, in the same environment, and alternate timed rounds between the two (only one
+# computes at a time). Each side runs with the allocator settings its users get: ours with
+# medgan_jax's (launch.py), PyTorch's with glibc's defaults.
+
+
+class Worker:
+    """One side of a benchmark: `python <script> <args>` answering requests on a pipe."""
+
+    def __init__(self, script: str, args: list[str], env: dict[str, str] | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, env=env,
+        )  # fmt: skip
+        self.info = self._reply()  # what the worker's set-up reported
+
+    def request(self, op: str, **arguments) -> dict:
+        self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker {self.process.args} exited")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def stock_malloc_environment() -> dict[str, str]:
+    """This process's environment without the huge-pages tunable medgan_jax's entry points
+    add (medgan_jax/launch.py): what a PyTorch user runs with. PyTorch's steps ran 5-10%
+    slower with it (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50 5.5-5.8 against
+    4.9-5.4 s, each alone)."""
+    env = dict(os.environ)
+    tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and "hugetlb" not in t]
+    if tunables:
+        env["GLIBC_TUNABLES"] = ":".join(tunables)
+    return env
+
+
+def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> None:
+    """The worker's side: runs `setup()` -> (info, handlers), sends info, then answers
+    each request {"op": name, **arguments} with handlers[name](**arguments). Replies use
+    the original stdout; anything else the process prints goes to stderr."""
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict) -> None:
+        channel.write(json.dumps(message) + "\n")
+        channel.flush()
+
+    info, handlers = setup()
+    send(info)
+    for line in sys.stdin:
+        request = json.loads(line)
+        send(handlers[request.pop("op")](**request))
+
+
+def timed(step: Callable[[], object], warm: bool = True) -> Callable[..., dict]:
+    """A handler timing `steps` calls of `step`: wall and process CPU seconds per step.
+
+    One untimed step first: the first step after the other side's round ran 1.5-2x slower
+    on this project's VMs (likely the guest's free-page reporting: memory freed while the
+    other side ran goes back to the host and is faulted in again), which a training run,
+    one step after another, never pays. (`warm=False` for long calls such as a sampler.)
+    """
+
+    def handler(steps: int) -> dict:
+        if warm:
+            step()
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            step()
+        return {
+            "wall": (time.perf_counter() - start) / steps,
+            "cpu": (time.process_time() - cpu) / steps,
+        }
+
+    return handler
+
+
+def alternate(workers: dict[str, Worker], op: str, steps: int, rounds: int) -> dict[str, list]:
+    """Each side's per-round replies to `op`, the sides taking turns round by round."""
+    replies = {name: [] for name in workers}
+    for _ in range(rounds):
+        for name, worker in workers.items():
+            replies[name].append(worker.request(op, steps=steps))
+    return replies
+
+
+def print_rates(replies: dict[str, list], batch: int, torch_info: dict) -> tuple[dict, float]:
+    """Images/s of each side (median round) and medgan_jax / pytorch, printed."""
+    rates = {}
+    for name, rounds in replies.items():
+        seconds = statistics.median(r["wall"] for r in rounds)
+        rates[name] = batch / seconds
+        print(f"{name:10s} {rates[name]:7.1f} images/s  ({1000 * seconds:.0f} ms/step)")
+    ratio = rates["medgan_jax"] / rates["pytorch"]
+    print(
+        f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch_info['version']}, "
+        f"{torch_info['threads']} thr.)"
+    )
+    return rates, ratio
