@@ -3,10 +3,11 @@
   python benchmarks/classifier_throughput.py [--models resnet50,densenet121,...] [--steps N]
                     [--batch N] [--rounds 3] [--torch-format channels_last] [--profile]
 
-For each row both sides train the identical network on the same random batch in this one
-process: ResNet-50 and DenseNet-121 (keras.applications' layouts, 224x224x3, batch 32),
-SimpleCNN (the chest X-ray seed's, 128x128x1, batch 64) and simple_cnn_demo (the demo
-study's SimpleCNN: widths 16/32/64, hidden 64, BatchNorm; 64x64x3, batch 32). Our side is
+For each row both sides train the identical network on the same random batch, each in a
+process of its own (see below): ResNet-50 and DenseNet-121 (keras.applications' layouts,
+224x224x3, batch 32), SimpleCNN (the chest X-ray seed's, 128x128x1, batch 64) and
+simple_cnn_demo (the demo study's SimpleCNN: widths 16/32/64, hidden 64, BatchNorm;
+64x64x3, batch 32). Our side is
 the real training code (build_classifier, make_optimizer/create_state, make_train_step
 jitted with the state donated, batch sharded over a 1-device mesh); PyTorch's is the same
 network written out below (parameter counts are checked equal), in channels_last memory

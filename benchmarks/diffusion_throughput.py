@@ -1,5 +1,5 @@
 """Diffusion family throughput: this project's U-Net training step and Heun sampler vs
-the same network in PyTorch (diffusers' UNet2DModel), side by side in one process.
+the same network in PyTorch (diffusers' UNet2DModel), each side in a process of its own.
 
   python benchmarks/diffusion_throughput.py [--image-size 32] [--width 64]
       [--channel-mult 1,2,2] [--attention 16] [--batch 32] [--steps 5] [--rounds 3]
@@ -73,6 +73,15 @@ Also tried for sampling: the attention's (image, head) pairs in groups of 8 (2 M
 weights) one after another (lax.map): the core's forward alone 26.8 -> 14.5 ms, the
 samples bit-identical, but the whole 18-step sampler no faster (23.3 / 23.0 / 23.6 s
 against 22.6 / 23.6 / 24.1 s, alternating, one process); not kept.
+
+Since 2026-12-05 each side runs in a process of its own (side_by_side.Worker; in one
+process the two frameworks slowed each other's next steps, classifier_throughput.py's
+docstring), ours with the entry points' huge-page malloc (medgan_jax/launch.py), and
+training rounds start after one untimed step. That evening (AMD EPYC, 00:42): training
+14.5 against 16.8 images/s (2213 against 1905 ms per step, 0.86x), sampling 1.3 against
+1.6 images/s (23.9 against 20.1 s, 0.84x). Each side alone, 4 steps (00:00): ours 2.33 s
+per step with glibc's defaults (about 260,000 page faults per step) and 2.0-2.1 s with
+huge pages, PyTorch's 1.9 and 1.75 s.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers

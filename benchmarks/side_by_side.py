@@ -1,4 +1,5 @@
-"""Timing shared by the GAN throughput benchmarks: warm up, then alternating rounds."""
+"""Timing shared by the throughput benchmarks: warm up, then alternating rounds, in one
+process (the GAN benchmarks) or with each side in a process of its own (`Worker`)."""
 
 from __future__ import annotations
 

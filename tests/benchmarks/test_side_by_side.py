@@ -1,0 +1,44 @@
+"""benchmarks/side_by_side.py: a benchmark side in a worker process, driven over a pipe."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import side_by_side  # noqa: E402
+
+WORKER = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks import side_by_side
+calls = []
+def setup():
+    print("a stray line on stdout")  # must not reach the protocol
+    handlers = {{"time": side_by_side.timed(lambda: calls.append(1))}}
+    handlers["calls"] = lambda: {{"n": len(calls)}}
+    return {{"side": sys.argv[1]}}, handlers
+side_by_side.serve(setup)
+"""
+
+
+def test_workers_answer_in_turn_and_keep_stray_output_off_the_pipe(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    workers = {name: side_by_side.Worker(str(script), [name]) for name in ("a", "b")}
+    assert [w.info for w in workers.values()] == [{"side": "a"}, {"side": "b"}]
+    replies = side_by_side.alternate(workers, "time", steps=3, rounds=2)
+    assert [len(r) for r in replies.values()] == [2, 2]
+    assert all(r["wall"] >= 0 and r["cpu"] >= 0 for rs in replies.values() for r in rs)
+    # each round: one untimed step, then the 3 timed ones
+    assert workers["a"].request("calls") == {"n": 8}
+    for worker in workers.values():
+        worker.close()
+        assert worker.process.returncode == 0
+
+
+def test_pytorch_side_gets_glibc_defaults(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+    assert side_by_side.stock_malloc_environment()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert "GLIBC_TUNABLES" not in side_by_side.stock_malloc_environment()
