@@ -52,9 +52,9 @@ def print_ratio(rates: dict[str, float]) -> float:
 # before PyTorch ran (their allocators and thread pools share the process), and PyTorch's
 # step ran 4.9-5.7 s there against 3.9-4.8 s alone (classifier_throughput.py's
 # docstring). So the throughput benchmarks run each side as a worker process of the same
-# script, in the same environment, and alternate timed rounds between the two (only one
-# computes at a time). Each side runs with the allocator settings its users get: ours with
-# medgan_jax's (launch.py), PyTorch's with glibc's defaults.
+# script and alternate timed rounds between the two (only one computes at a time). Each
+# side runs with the allocator settings its users get: ours with medgan_jax's (launch.py),
+# PyTorch's with glibc's defaults.
 
 
 class Worker:
