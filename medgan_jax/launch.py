@@ -3,8 +3,8 @@
 XLA:CPU allocates a training step's buffers afresh on every execution, and glibc serves
 the large ones with fresh pages from the kernel, one 4 KiB fault each (DenseNet-121 at
 batch 32 on 224x224 images: about a million per step). With glibc's `hugetlb` tunable its
-allocations are advised to use transparent huge pages, 512 times fewer faults
-(benchmarks/classifier_throughput.py's docstring has the measured effect). glibc reads
+allocations are advised to use transparent huge pages, 2 MiB each: up to 512 times fewer
+faults (benchmarks/classifier_throughput.py's docstring has the measured effect). glibc reads
 its tunables once, when the process starts, so an entry point re-executes itself (same
 PID, same arguments) with GLIBC_TUNABLES set; scripts/setup_env.sh exports it up front.
 Stdlib only, so that the restart precedes the seconds of importing JAX.
