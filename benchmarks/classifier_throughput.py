@@ -17,9 +17,10 @@ follows the config's warm-up schedule, which costs nothing), one logit with sigm
 no augmentation, train mode (BN batch statistics, dropout). Compile and warm-up are
 excluded; timed rounds alternate so machine noise hits both alike. Prints the median (and
 best) images/s of each, process CPU time per step (less sensitive to other jobs on a
-shared machine), the ratio, and each side's FLOP rate (XLA's cost analysis of our compiled
+shared machine), the ratio, each side's FLOP rate (XLA's cost analysis of our compiled
 step, the same arithmetic for both, over the step time) against this machine's best f32
-matmul rate measured at the start (dcgan_layers.best_matmul_gflops); writes
+matmul rate measured at the start (dcgan_layers.best_matmul_gflops) and minor page
+faults per step; writes
 benchmarks/results/classifier_throughput.json (other rows' entries kept).
 
 --profile then traces a few of our steps (jax.profiler) and prints the non-convolution
@@ -72,9 +73,12 @@ round by round, each round after one untimed step (the first step after the othe
 round ran 1.5-2x slower even in separate processes on these VMs). Our side runs with
 glibc's malloc on transparent huge pages, as the entry points set it (medgan_jax/launch.py):
 XLA:CPU takes a step's buffers afresh from the kernel every execution, about a million
-4 KiB page faults per DenseNet-121 step (2 s of kernel time); with huge pages 3,000, and
-the step alone took 4.2-4.8 s against 5.3-5.9 s. PyTorch's side keeps glibc's defaults:
-its steps ran 5-10% slower with huge pages (side_by_side.stock_malloc_environment).
+4 KiB page faults per DenseNet-121 step (2 s of kernel time). With
+MEDGAN_JAX_HUGE_PAGES=0 (and GLIBC_TUNABLES unset) our side keeps glibc's defaults:
+`--models densenet121 --rounds 3` at 01:38 on 2026-12-05 (AMD EPYC) gave our step 7.3 s
+and 1,008,913 faults per step, at 01:41 with huge pages 4.8 s and 3,716 (one-off, each
+alone: 5.3-5.9 against 4.2-4.8 s). PyTorch's side keeps glibc's defaults: its steps ran
+5-10% slower with huge pages, one-off, alone (side_by_side.stock_malloc_environment).
 
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
@@ -321,16 +325,16 @@ def print_profile(kinds: dict[str, float]) -> None:
     print(f"  profile: non-convolution ops {sum(kinds.values()):.0f} ms/step; largest: {top}")
 
 
-def row_batch(row: str, args) -> tuple:
-    """(classifier name, options, image shape, batch, images, labels) of a row."""
+def row_settings(row: str, args) -> tuple[str, dict, tuple[int, int, int], int]:
+    """(classifier name, options, image shape, batch) of a row."""
     name, options, shape, default_batch, _ = MODELS[row]
-    batch = args.batch or default_batch
-    return name, options, shape, batch, *random_batch(shape, batch)
+    return name, options, shape, args.batch or default_batch
 
 
 def serve_side(args) -> None:
     """A worker process: one side of one row, warmed up, timing steps on request."""
-    name, options, _, _, images, labels = row_batch(args.model, args)
+    name, options, shape, batch = row_settings(args.model, args)
+    images, labels = random_batch(shape, batch)
     if args.worker == "jax":
         from medgan_jax import app  # its XLA flags must precede jax's backend start-up
 
@@ -368,7 +372,7 @@ def start_sides(row: str, args) -> dict[str, side_by_side.Worker]:
 
 
 def run_model(row: str, args, peak_gflops: float) -> dict:
-    _, options, shape, batch, _, _ = row_batch(row, args)
+    _, options, shape, batch = row_settings(row, args)
     steps = args.steps or MODELS[row][4]
     print(f"{row}: batch {batch}, {'x'.join(map(str, shape))}, {steps} steps x {args.rounds}")
     workers = start_sides(row, args)
@@ -385,17 +389,18 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
     rates = {side: batch / statistics.median(s) for side, s in wall.items()}
     best = {side: batch / min(s) for side, s in wall.items()}
     cpu_ms = {side: 1000 * statistics.median(s) for side, s in cpu.items()}
+    faults = {side: statistics.median(r["page_faults"] for r in rs) for side, rs in replies.items()}
     # Both sides do the same arithmetic; XLA's count (fused elementwise work included).
     gflops = {side: ours["gflop"] * rate / batch for side, rate in rates.items()}
     print(
         f"  {'':10s} {'images/s':>9s} {'(best)':>8s} {'ms/step':>8s} {'CPU ms/step':>12s} "
-        f"{'GFLOP/s':>8s} {'% matmul':>9s}"
+        f"{'GFLOP/s':>8s} {'% matmul':>9s} {'faults/step':>12s}"
     )
     for side in workers:
         ms = 1000 * batch / rates[side]
         print(
             f"  {side:10s} {rates[side]:9.1f} {best[side]:8.1f} {ms:8.0f} {cpu_ms[side]:12.0f} "
-            f"{gflops[side]:8.1f} {100 * gflops[side] / peak_gflops:8.0f}%"
+            f"{gflops[side]:8.1f} {100 * gflops[side] / peak_gflops:8.0f}% {faults[side]:12,.0f}"
         )
     ratio = rates["medgan_jax"] / rates["pytorch"]
     best_ratio = best["medgan_jax"] / best["pytorch"]
@@ -411,6 +416,7 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
         "images_per_s": rates,
         "best_images_per_s": best,
         "cpu_ms_per_step": cpu_ms,
+        "page_faults_per_step": faults,
         "ratio": ratio,
         "best_ratio": best_ratio,
         "gflop_per_step": ours["gflop"],

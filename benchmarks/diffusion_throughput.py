@@ -79,9 +79,9 @@ process the two frameworks slowed each other's next steps, classifier_throughput
 docstring), ours with the entry points' huge-page malloc (medgan_jax/launch.py), and
 training rounds start after one untimed step. That evening (AMD EPYC, 00:42): training
 14.5 against 16.8 images/s (2213 against 1905 ms per step, 0.86x), sampling 1.3 against
-1.6 images/s (23.9 against 20.1 s, 0.84x). Each side alone, 4 steps (00:00): ours 2.33 s
-per step with glibc's defaults (about 260,000 page faults per step) and 2.0-2.1 s with
-huge pages, PyTorch's 1.9 and 1.75 s.
+1.6 images/s (23.9 against 20.1 s, 0.84x). Each side alone (a one-off script, 4 steps,
+00:00): ours 2.33 s per step with glibc's defaults (about 260,000 page faults per step)
+and 2.0-2.1 s with huge pages, PyTorch's 1.9 and 1.75 s.
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+
+from medgan_jax import launch
 
 
 def time_steps(step: Callable[[], object], n: int) -> float:
@@ -35,13 +38,18 @@ def compare(
     return rates
 
 
-def print_ratio(rates: dict[str, float]) -> float:
-    """medgan_jax / pytorch, printed with the torch build and thread count."""
-    import torch
+def print_ratio(rates: dict[str, float], torch_info: dict | None = None) -> float:
+    """medgan_jax / pytorch, printed with the torch build and thread count (this
+    process's torch, or a worker's `torch_info`: {"version", "threads"})."""
+    if torch_info is None:
+        import torch
 
+        torch_info = {"version": torch.__version__, "threads": torch.get_num_threads()}
     ratio = rates["medgan_jax"] / rates["pytorch"]
-    threads = torch.get_num_threads()
-    print(f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch.__version__}, {threads} thr.)")
+    print(
+        f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch_info['version']}, "
+        f"{torch_info['threads']} thr.)"
+    )
     return ratio
 
 
@@ -89,7 +97,8 @@ def stock_malloc_environment() -> dict[str, str]:
     slower with it (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50 5.5-5.8 against
     4.9-5.4 s, each alone)."""
     env = dict(os.environ)
-    tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and "hugetlb" not in t]
+    tunables = env.pop("GLIBC_TUNABLES", "").split(":")
+    tunables = [t for t in tunables if t and not t.startswith(launch.TUNABLE)]
     if tunables:
         env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
@@ -115,7 +124,8 @@ def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> N
 
 
 def timed(step: Callable[[], object], warm: bool = True) -> Callable[..., dict]:
-    """A handler timing `steps` calls of `step`: wall and process CPU seconds per step.
+    """A handler timing `steps` calls of `step`: wall and process CPU seconds and minor
+    page faults per step.
 
     One untimed step first: the first step after the other side's round ran 1.5-2x slower
     on this project's VMs (likely the guest's free-page reporting: memory freed while the
@@ -126,12 +136,14 @@ def timed(step: Callable[[], object], warm: bool = True) -> Callable[..., dict]:
     def handler(steps: int) -> dict:
         if warm:
             step()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
         return {
             "wall": (time.perf_counter() - start) / steps,
             "cpu": (time.process_time() - cpu) / steps,
+            "page_faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps,
         }
 
     return handler
@@ -153,9 +165,4 @@ def print_rates(replies: dict[str, list], batch: int, torch_info: dict) -> tuple
         seconds = statistics.median(r["wall"] for r in rounds)
         rates[name] = batch / seconds
         print(f"{name:10s} {rates[name]:7.1f} images/s  ({1000 * seconds:.0f} ms/step)")
-    ratio = rates["medgan_jax"] / rates["pytorch"]
-    print(
-        f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch_info['version']}, "
-        f"{torch_info['threads']} thr.)"
-    )
-    return rates, ratio
+    return rates, print_ratio(rates, torch_info)
