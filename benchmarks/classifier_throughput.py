@@ -351,8 +351,7 @@ def serve_side(args) -> None:
         info = {
             "parameters": params,
             "format": "channels_last" if channels_last else "contiguous",
-            "version": torch.__version__,
-            "threads": torch.get_num_threads(),
+            **side_by_side.torch_build(),
         }
         handlers = {}
     step(), step()  # warm up

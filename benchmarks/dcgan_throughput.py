@@ -4,10 +4,12 @@
 
 Both sides train the identical network of pytorch/examples/dcgan (batch 64, 64x64x3,
 nz 100, ngf = ndf = 64, Adam 2e-4, betas 0.5/0.999, BCE/non-saturating loss, one D and
-one G update per step) on the same random "real" batch, in this one process,
-alternating timed rounds so machine noise hits both alike. Prints images/s of both and
-the ratio; writes benchmarks/results/dcgan_throughput.json. PyTorch (CPU build) is a
-benchmark-only dependency: pip install torch==2.13.0.
+one G update per step) on the same random "real" batch, each side in a process of its
+own (ours with the entry points' huge-page malloc, PyTorch with glibc's defaults;
+side_by_side.py), timed rounds alternating so machine noise hits both alike. Prints
+images/s of both (median round) and the ratio; writes
+benchmarks/results/dcgan_throughput.json. PyTorch (CPU build) is a benchmark-only
+dependency: pip install torch==2.13.0.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import side_by_side  # noqa: E402
+from medgan_jax import launch  # noqa: E402
 
 
 def torch_reference(batch: int, nz: int = 100, ngf: int = 64, ndf: int = 64, nc: int = 3):
@@ -70,6 +73,16 @@ def jax_step(batch: int):
     return run
 
 
+def make_side(side: str, batch: int):
+    """(step, info) of one side, for side_by_side.serve_step."""
+    if side == "torch":
+        return torch_reference(batch), side_by_side.torch_build()
+    from medgan_jax import app  # XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
+    return jax_step(batch), {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,18 +91,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    sides = {"medgan_jax": jax_step(args.batch), "pytorch": torch_reference(args.batch)}
-    rates = side_by_side.compare(sides, args.steps, args.rounds, args.batch)
-    ratio = side_by_side.print_ratio(rates)
+    if args.worker:
+        return side_by_side.serve_step(lambda: make_side(args.worker, args.batch))
+    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    print(f"DCGAN-64, batch {args.batch}, each side in its own process")
+    rates, ratio, torch_info = side_by_side.compare_workers(
+        __file__, sys.argv[1:], args.steps, args.rounds, args.batch
+    )
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "dcgan_throughput.json"), "w") as f:
-        json.dump({"images_per_s": rates, "ratio": ratio, "batch": args.batch}, f, indent=1)
+        result = {"images_per_s": rates, "ratio": ratio, "batch": args.batch, **torch_info}
+        json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
-    from medgan_jax import app  # XLA flags must precede jax's backend start-up
-
-    app.configure(compilation_cache="", distributed=False)
     main()

@@ -246,8 +246,7 @@ def serve_side(args) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
         torch.manual_seed(0)
         train, sample, params = torch_sides(args, images)
-        info = {"parameters": params, "version": torch.__version__}
-        info["threads"] = torch.get_num_threads()
+        info = {"parameters": params, **side_by_side.torch_build()}
     train(), train(), sample()  # compile / warm up
     handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, False)}
     side_by_side.serve(lambda: (info, handlers))

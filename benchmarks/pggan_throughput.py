@@ -7,10 +7,12 @@ Both sides train the identical network of configs/pggan.py:<preset> at its final
 nearest-neighbour 2x upsampling + 3x3 convs, 1x1 toRGB) and discriminator (1x1 fromRGB,
 3x3 convs + 2x2 average pooling, minibatch stddev, 4x4 head), WGAN-GP (lambda 10) with
 drift 0.001, Adam(lr 1e-3, betas 0/0.99, eps 1e-8), one D and one G update per step on
-the same random "real" batch, then the EMA generator update (0.999), in this one process,
-alternating timed rounds so machine noise hits both alike. Prints images/s of both and the
-ratio; writes benchmarks/results/pggan_throughput.json. PyTorch (CPU build) is a
-benchmark-only dependency: pip install torch==2.13.0.
+the same random "real" batch, then the EMA generator update (0.999), each side in a
+process of its own (ours with the entry points' huge-page malloc, PyTorch with glibc's
+defaults; side_by_side.py), timed rounds alternating so machine noise hits both alike.
+Prints images/s of both (median round) and the ratio; writes
+benchmarks/results/pggan_throughput.json. PyTorch (CPU build) is a benchmark-only
+dependency: pip install torch==2.13.0.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import side_by_side  # noqa: E402
+from medgan_jax import launch  # noqa: E402
 
 
 def torch_reference(config, batch: int):
@@ -68,6 +71,17 @@ def jax_step(config, batch: int):
     return run
 
 
+def make_side(side: str, config, batch: int):
+    """(step, info) of one side, for side_by_side.serve_step."""
+    if side == "torch":
+        step, (g_params, d_params) = torch_reference(config, batch)
+        return step, {**side_by_side.torch_build(), "g_params": g_params, "d_params": d_params}
+    from medgan_jax import app  # XLA flags must precede jax's backend start-up
+
+    app.configure(compilation_cache="", distributed=False)
+    return jax_step(config, batch), {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,6 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="0 = the preset's final batch")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     from configs.pggan import get_config
@@ -85,12 +100,15 @@ def main() -> None:
     config.gan.update(augment="", conditional="")
     sizes = tuple(config.pggan.batch_sizes) or (config.batch_size,)
     batch = args.batch or sizes[-1]
-    torch_step, (g_params, d_params) = torch_reference(config, batch)
-    sides = {"medgan_jax": jax_step(config, batch), "pytorch": torch_step}
+    if args.worker:
+        return side_by_side.serve_step(lambda: make_side(args.worker, config, batch))
+    launch.reexec_with_huge_pages()  # our side runs as the entry points do
     res = config.data.image_size
-    print(f"PGGAN {args.preset} at {res}x{res}, batch {batch}, G {g_params:,} / D {d_params:,}")
-    rates = side_by_side.compare(sides, args.steps, args.rounds, batch)
-    ratio = side_by_side.print_ratio(rates)
+    print(f"PGGAN {args.preset} at {res}x{res}, batch {batch}, each side in its own process")
+    rates, ratio, torch_info = side_by_side.compare_workers(
+        __file__, sys.argv[1:], args.steps, args.rounds, batch
+    )
+    print(f"G {torch_info['g_params']:,} / D {torch_info['d_params']:,} parameters")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "pggan_throughput.json"), "w") as f:
         result = {
@@ -99,12 +117,10 @@ def main() -> None:
             "batch": batch,
             "preset": args.preset,
             "resolution": res,
+            **torch_info,
         }
         json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
-    from medgan_jax import app  # XLA flags must precede jax's backend start-up
-
-    app.configure(compilation_cache="", distributed=False)
     main()

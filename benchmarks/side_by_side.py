@@ -1,5 +1,5 @@
-"""Timing shared by the throughput benchmarks: warm up, then alternating rounds, in one
-process (the GAN benchmarks) or with each side in a process of its own (`Worker`)."""
+"""Timing shared by the throughput benchmarks: each side (ours, PyTorch's) in a process of
+its own (`Worker`), warmed up, then timed in rounds that alternate between the sides."""
 
 from __future__ import annotations
 
@@ -16,35 +16,23 @@ from medgan_jax import launch
 
 
 def time_steps(step: Callable[[], object], n: int) -> float:
+    """Seconds of n calls of `step`, one after another."""
     start = time.perf_counter()
     for _ in range(n):
         step()
     return time.perf_counter() - start
 
 
-def compare(
-    sides: dict[str, Callable[[], object]], steps: int, rounds: int, batch: int
-) -> dict[str, float]:
-    """Images/s of each side; rounds alternate so machine noise hits both alike."""
-    for step in sides.values():  # compile / warm up
-        step(), step()
-    seconds = {name: 0.0 for name in sides}
-    for _ in range(rounds):
-        for name, step in sides.items():
-            seconds[name] += time_steps(step, steps)
-    rates = {name: steps * rounds * batch / s for name, s in seconds.items()}
-    for name, rate in rates.items():
-        print(f"{name:10s} {rate:7.1f} images/s  ({1000 * batch / rate:.0f} ms/step)")
-    return rates
+def torch_build() -> dict:
+    """This process's torch version and thread count, for a torch worker's `info`."""
+    import torch
+
+    return {"version": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def print_ratio(rates: dict[str, float], torch_info: dict | None = None) -> float:
-    """medgan_jax / pytorch, printed with the torch build and thread count (this
-    process's torch, or a worker's `torch_info`: {"version", "threads"})."""
-    if torch_info is None:
-        import torch
-
-        torch_info = {"version": torch.__version__, "threads": torch.get_num_threads()}
+def print_ratio(rates: dict[str, float], torch_info: dict) -> float:
+    """medgan_jax / pytorch, printed with the torch worker's build and thread count
+    (`torch_info`: {"version", "threads"}, from torch_build)."""
     ratio = rates["medgan_jax"] / rates["pytorch"]
     print(
         f"ratio medgan_jax / pytorch: {ratio:.2f}x (torch {torch_info['version']}, "
@@ -166,3 +154,33 @@ def print_rates(replies: dict[str, list], batch: int, torch_info: dict) -> tuple
         rates[name] = batch / seconds
         print(f"{name:10s} {rates[name]:7.1f} images/s  ({1000 * seconds:.0f} ms/step)")
     return rates, print_ratio(rates, torch_info)
+
+
+def serve_step(make_step: Callable[[], tuple[Callable[[], object], dict]]) -> None:
+    """A worker timing one side's training step: `make_step()` -> (step, info); the step
+    is called twice (compile, warm-up), then answers "step" requests (`timed`)."""
+
+    def setup():
+        step, info = make_step()
+        step(), step()
+        return info, {"step": timed(step)}
+
+    serve(setup)
+
+
+def compare_workers(script: str, argv: list[str], steps: int, rounds: int, batch: int):
+    """Runs `script argv --worker jax` (with medgan_jax's malloc settings, which the
+    caller has applied: launch.reexec_with_huge_pages) and `... --worker torch` (glibc's
+    defaults), alternates `rounds` rounds of `steps` steps and prints images/s of both and
+    the ratio. Returns (images/s by side, ratio, the torch worker's info)."""
+    workers = {
+        "medgan_jax": Worker(script, [*argv, "--worker", "jax"]),
+        "pytorch": Worker(script, [*argv, "--worker", "torch"], stock_malloc_environment()),
+    }
+    try:
+        replies = alternate(workers, "step", steps, rounds)
+        rates, ratio = print_rates(replies, batch, workers["pytorch"].info)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return rates, ratio, workers["pytorch"].info

@@ -42,3 +42,23 @@ def test_pytorch_side_gets_glibc_defaults(monkeypatch):
     assert side_by_side.stock_malloc_environment()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     assert "GLIBC_TUNABLES" not in side_by_side.stock_malloc_environment()
+
+
+STEP_WORKER = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks import side_by_side
+side = sys.argv[sys.argv.index("--worker") + 1]
+info = {{"version": "test", "threads": 1}} if side == "torch" else {{}}
+side_by_side.serve_step(lambda: (lambda: sum(range(1000)), info))
+"""
+
+
+def test_compare_workers_times_both_sides_and_prints_the_ratio(tmp_path, capsys):
+    script = tmp_path / "step_worker.py"
+    script.write_text(STEP_WORKER)
+    rates, ratio, torch_info = side_by_side.compare_workers(str(script), [], 2, 2, batch=8)
+    assert set(rates) == {"medgan_jax", "pytorch"} and all(r > 0 for r in rates.values())
+    assert ratio == rates["medgan_jax"] / rates["pytorch"]
+    assert torch_info == {"version": "test", "threads": 1}
+    assert "ratio medgan_jax / pytorch" in capsys.readouterr().out
