@@ -3,7 +3,7 @@
 if __name__ == "__main__":  # before JAX is imported (medgan_jax/launch.py says why)
     from medgan_jax import launch
 
-    launch.reexec_with_huge_pages()
+    launch.reexec_with_malloc_tunables()
 
 from medgan_jax import app  # noqa: E402
 from medgan_jax.gan import train  # noqa: E402

@@ -379,11 +379,11 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
     counts = {side: worker.info["parameters"] for side, worker in workers.items()}
     if counts["medgan_jax"] != counts["pytorch"]:
         raise RuntimeError(f"{row}: parameter counts differ: {counts}")
-    replies = side_by_side.alternate(workers, "time", steps, args.rounds)
+    replies = side_by_side.alternate(workers, "time", steps, args.rounds, warm=args.warm_steps)
     kinds = workers["medgan_jax"].request("profile") if args.profile else None
     for worker in workers.values():
         worker.close()
-    wall = {side: [r["wall"] for r in rs] for side, rs in replies.items()}
+    wall = {side: side_by_side.step_walls(rs) for side, rs in replies.items()}
     cpu = {side: [r["cpu"] for r in rs] for side, rs in replies.items()}
     rates = {side: batch / statistics.median(s) for side, s in wall.items()}
     best = {side: batch / min(s) for side, s in wall.items()}
@@ -416,6 +416,7 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
         "best_images_per_s": best,
         "cpu_ms_per_step": cpu_ms,
         "page_faults_per_step": faults,
+        "step_walls": wall,
         "ratio": ratio,
         "best_ratio": best_ratio,
         "gflop_per_step": ours["gflop"],
@@ -440,6 +441,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="timed steps per round (0: 1 / 5)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="0: each row's (see MODELS)")
+    parser.add_argument("--warm-steps", type=int, default=1, help="untimed steps per round")
     parser.add_argument("--profile", action="store_true", help="trace our step; see above")
     parser.add_argument(
         "--torch-format", choices=("auto", "contiguous", "channels_last"), default="channels_last"
@@ -450,7 +452,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return serve_side(args)
-    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    launch.reexec_with_malloc_tunables()  # our side runs as the entry points do
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
     if unknown:

@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return side_by_side.serve_step(lambda: make_side(args.worker, args.batch))
-    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    launch.reexec_with_malloc_tunables()  # our side runs as the entry points do
     print(f"DCGAN-64, batch {args.batch}, each side in its own process")
     rates, ratio, torch_info = side_by_side.compare_workers(
         __file__, sys.argv[1:], args.steps, args.rounds, args.batch

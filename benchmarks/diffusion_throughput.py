@@ -248,7 +248,7 @@ def serve_side(args) -> None:
         train, sample, params = torch_sides(args, images)
         info = {"parameters": params, **side_by_side.torch_build()}
     train(), train(), sample()  # compile / warm up
-    handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, False)}
+    handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, warm=0)}
     side_by_side.serve(lambda: (info, handlers))
 
 
@@ -275,7 +275,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return serve_side(args)
-    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    launch.reexec_with_malloc_tunables()  # our side runs as the entry points do
     from medgan_jax import app
 
     app.configure(compilation_cache="", distributed=False)

@@ -102,7 +102,7 @@ def main() -> None:
     batch = args.batch or sizes[-1]
     if args.worker:
         return side_by_side.serve_step(lambda: make_side(args.worker, config, batch))
-    launch.reexec_with_huge_pages()  # our side runs as the entry points do
+    launch.reexec_with_malloc_tunables()  # our side runs as the entry points do
     res = config.data.image_size
     print(f"PGGAN {args.preset} at {res}x{res}, batch {batch}, each side in its own process")
     rates, ratio, torch_info = side_by_side.compare_workers(

@@ -80,13 +80,13 @@ class Worker:
 
 
 def stock_malloc_environment() -> dict[str, str]:
-    """This process's environment without the huge-pages tunable medgan_jax's entry points
+    """This process's environment without the malloc tunables medgan_jax's entry points
     add (medgan_jax/launch.py): what a PyTorch user runs with. PyTorch's steps ran 5-10%
-    slower with it (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50 5.5-5.8 against
-    4.9-5.4 s, each alone)."""
+    slower with the huge-page one (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50
+    5.5-5.8 against 4.9-5.4 s, each alone; one-off, 2026-12-05)."""
     env = dict(os.environ)
     tunables = env.pop("GLIBC_TUNABLES", "").split(":")
-    tunables = [t for t in tunables if t and not t.startswith(launch.TUNABLE)]
+    tunables = [t for t in tunables if t and t.split("=", 1)[0] not in launch.TUNABLES]
     if tunables:
         env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
@@ -111,25 +111,29 @@ def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> N
         send(handlers[request.pop("op")](**request))
 
 
-def timed(step: Callable[[], object], warm: bool = True) -> Callable[..., dict]:
-    """A handler timing `steps` calls of `step`: wall and process CPU seconds and minor
-    page faults per step.
+def timed(step: Callable[[], object], warm: int = 1) -> Callable[..., dict]:
+    """A handler timing `steps` calls of `step` after `warm` untimed ones (the request may
+    override it): wall and process CPU seconds and minor page faults per step.
 
-    One untimed step first: the first step after the other side's round ran 1.5-2x slower
-    on this project's VMs (likely the guest's free-page reporting: memory freed while the
-    other side ran goes back to the host and is faulted in again), which a training run,
-    one step after another, never pays. (`warm=False` for long calls such as a sampler.)
+    Untimed steps first: the first steps after the other side's round ran slower on this
+    project's VMs (the guest's free-page reporting hands memory freed while the other side
+    ran back to the host, and the host backs it again on first touch, time that shows as
+    CPU time but not as guest page faults), which a training run, one step after
+    another, never pays. (`warm=0` for long calls such as a sampler.)
     """
 
-    def handler(steps: int) -> dict:
-        if warm:
+    def handler(steps: int, warm: int = warm) -> dict:
+        for _ in range(warm):
             step()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        start, cpu = time.perf_counter(), time.process_time()
+        cpu, walls = time.process_time(), []
         for _ in range(steps):
+            start = time.perf_counter()
             step()
+            walls.append(time.perf_counter() - start)
         return {
-            "wall": (time.perf_counter() - start) / steps,
+            "walls": walls,
+            "wall": sum(walls) / steps,
             "cpu": (time.process_time() - cpu) / steps,
             "page_faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps,
         }
@@ -137,20 +141,28 @@ def timed(step: Callable[[], object], warm: bool = True) -> Callable[..., dict]:
     return handler
 
 
-def alternate(workers: dict[str, Worker], op: str, steps: int, rounds: int) -> dict[str, list]:
+def alternate(
+    workers: dict[str, Worker], op: str, steps: int, rounds: int, **arguments
+) -> dict[str, list]:
     """Each side's per-round replies to `op`, the sides taking turns round by round."""
     replies = {name: [] for name in workers}
     for _ in range(rounds):
         for name, worker in workers.items():
-            replies[name].append(worker.request(op, steps=steps))
+            replies[name].append(worker.request(op, steps=steps, **arguments))
     return replies
 
 
+def step_walls(rounds: list[dict]) -> list[float]:
+    """The wall seconds of every timed step of a side's rounds (`timed` replies)."""
+    return [wall for reply in rounds for wall in reply["walls"]]
+
+
 def print_rates(replies: dict[str, list], batch: int, torch_info: dict) -> tuple[dict, float]:
-    """Images/s of each side (median round) and medgan_jax / pytorch, printed."""
+    """Images/s of each side (its median step over all rounds) and medgan_jax / pytorch,
+    printed."""
     rates = {}
     for name, rounds in replies.items():
-        seconds = statistics.median(r["wall"] for r in rounds)
+        seconds = statistics.median(step_walls(rounds))
         rates[name] = batch / seconds
         print(f"{name:10s} {rates[name]:7.1f} images/s  ({1000 * seconds:.0f} ms/step)")
     return rates, print_ratio(rates, torch_info)
@@ -170,7 +182,7 @@ def serve_step(make_step: Callable[[], tuple[Callable[[], object], dict]]) -> No
 
 def compare_workers(script: str, argv: list[str], steps: int, rounds: int, batch: int):
     """Runs `script argv --worker jax` (with medgan_jax's malloc settings, which the
-    caller has applied: launch.reexec_with_huge_pages) and `... --worker torch` (glibc's
+    caller has applied: launch.reexec_with_malloc_tunables) and `... --worker torch` (glibc's
     defaults), alternates `rounds` rounds of `steps` steps and prints images/s of both and
     the ratio. Returns (images/s by side, ratio, the torch worker's info)."""
     workers = {

@@ -22,8 +22,7 @@ if [ ! -f "$stamp" ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-# glibc's malloc on transparent huge pages for every process below (medgan_jax/launch.py
-# says why; the entry points otherwise restart themselves to set it).
-if [ "${MEDGAN_JAX_HUGE_PAGES:-1}" != 0 ] && [[ "${GLIBC_TUNABLES:-}" != *glibc.malloc.hugetlb* ]]; then
-  export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
-fi
+# glibc's malloc settings for every process below (medgan_jax/launch.py says why; the
+# entry points otherwise restart themselves to set them).
+GLIBC_TUNABLES="$(.venv/bin/python medgan_jax/launch.py)"
+if [ -n "$GLIBC_TUNABLES" ]; then export GLIBC_TUNABLES; else unset GLIBC_TUNABLES; fi

@@ -1,4 +1,5 @@
-"""Entry points restart once with glibc's malloc on transparent huge pages (launch.py)."""
+"""Entry points restart once with glibc's malloc tunables (launch.py): huge pages, memory
+kept in the process."""
 
 from __future__ import annotations
 
@@ -15,30 +16,37 @@ from medgan_jax import launch
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = ("train_gan.py", "train_classifier.py", "evaluate.py")
-HUGE = "glibc.malloc.hugetlb=1"
+ALL = ":".join(f"{name}={value}" for name, value in launch.TUNABLES.items())
 
 _PROBE = """
 import ctypes, json, os, sys
 from medgan_jax import launch
-launch.reexec_with_huge_pages()
+launch.reexec_with_malloc_tunables()
+import resource
 libc = ctypes.CDLL(None)  # glibc's malloc itself (numpy advises huge pages on its own)
 libc.malloc.restype = ctypes.c_void_p
-block = libc.malloc(64 << 20)  # 64 MiB: served by mmap, advised huge where set
+libc.free.argtypes = [ctypes.c_void_p]
+block = libc.malloc(64 << 20)  # 64 MiB: by default mapped, and unmapped when freed
 ctypes.memset(block, 1, 64 << 20)
 with open("/proc/self/smaps_rollup") as f:
     huge_kib = next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages"))
+libc.free(block)  # as XLA frees a step's buffers; the next step allocates them again
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+ctypes.memset(libc.malloc(64 << 20), 2, 64 << 20)
+refaults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 print(json.dumps({"pid": os.getpid(), "argv": sys.argv[1:], "huge_kib": huge_kib,
-                  "tunables": os.environ.get("GLIBC_TUNABLES")}))
+                  "refaults": refaults, "tunables": os.environ.get("GLIBC_TUNABLES")}))
 """
 
 
-def test_environment_adds_the_tunable_once_and_respects_the_users():
-    assert launch.huge_pages_environment({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": HUGE}
-    merged = launch.huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
-    assert merged["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE}"
-    assert launch.huge_pages_environment({"GLIBC_TUNABLES": HUGE}) is None
-    assert launch.huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
-    assert launch.huge_pages_environment({launch.OPT_OUT: "0"}) is None
+def test_environment_adds_each_tunable_once_and_keeps_the_users():
+    assert launch.malloc_environment({"A": "1"}) == {"A": "1", "GLIBC_TUNABLES": ALL}
+    merged = launch.malloc_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    tunables = merged["GLIBC_TUNABLES"].split(":")
+    assert tunables[0] == "glibc.malloc.arena_max=2" and len(tunables) == len(launch.TUNABLES)
+    assert "glibc.malloc.arena_max=1" not in tunables and "glibc.malloc.hugetlb=1" in tunables
+    assert launch.malloc_environment({"GLIBC_TUNABLES": ALL}) is None
+    assert launch.malloc_environment({launch.OPT_OUT: "0"}) is None
 
 
 def _probe(env: dict[str, str]) -> tuple[dict, int]:
@@ -55,17 +63,21 @@ def _probe(env: dict[str, str]) -> tuple[dict, int]:
     return json.loads(out.strip().splitlines()[-1]), process.pid
 
 
-def test_the_restart_keeps_pid_and_arguments_and_gets_huge_pages():
+def test_the_restart_keeps_pid_and_arguments_gets_huge_pages_and_keeps_memory():
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", launch.OPT_OUT)}
     result, pid = _probe(env)
     assert result["pid"] == pid and result["argv"] == ["--flag=1", "x"]
-    assert result["tunables"] == HUGE
+    assert result["tunables"] == ALL
+    opted_out, _ = _probe({**env, launch.OPT_OUT: "0"})
+    assert opted_out["tunables"] is None
+    # glibc's defaults unmap the freed 64 MiB; the new block is faulted in page by page
+    assert opted_out["refaults"] >= 8 << 10
+    assert result["refaults"] < 100, "the freed block should be reused, no fresh pages"
     mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if not mode.exists() or "[never]" in mode.read_text():
         pytest.skip("this kernel gives no transparent huge pages")
     assert result["huge_kib"] >= 32 << 10, "the 64 MiB block should be mostly huge pages"
-    opted_out, _ = _probe({**env, launch.OPT_OUT: "0"})
-    assert opted_out["tunables"] is None and opted_out["huge_kib"] < 8 << 10
+    assert opted_out["huge_kib"] < 8 << 10
 
 
 @pytest.mark.parametrize("script", ENTRY_POINTS)
@@ -74,4 +86,4 @@ def test_entry_points_restart_before_importing_jax(script):
     body = ast.parse((REPO / script).read_text()).body
     first = body[1]
     assert isinstance(first, ast.If) and "__main__" in ast.unparse(first.test)
-    assert "launch.reexec_with_huge_pages()" in ast.unparse(first)
+    assert "launch.reexec_with_malloc_tunables()" in ast.unparse(first)
