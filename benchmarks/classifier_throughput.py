@@ -69,16 +69,30 @@ process each framework slowed the other's next steps (our DenseNet-121 step 5.2-
 alone, 7.7-9.3 s right after a PyTorch step and 6.3-6.9 s after that; PyTorch's 3.9-4.8 s
 alone against 4.9-5.7 s beside ours), so the earlier rows' ratios, measured in one
 process, are biased: by how much and which way differed by network. The sides take turns
-round by round, each round after one untimed step (the first step after the other side's
-round ran 1.5-2x slower even in separate processes on these VMs). Our side runs with
-glibc's malloc on transparent huge pages, as the entry points set it (medgan_jax/launch.py):
-XLA:CPU takes a step's buffers afresh from the kernel every execution, about a million
-4 KiB page faults per DenseNet-121 step (2 s of kernel time). With
-MEDGAN_JAX_HUGE_PAGES=0 (and GLIBC_TUNABLES unset) our side keeps glibc's defaults:
-`--models densenet121 --rounds 3` at 01:38 on 2026-12-05 (AMD EPYC) gave our step 7.3 s
-and 1,008,913 faults per step, at 01:41 with huge pages 4.8 s and 3,716 (one-off, each
-alone: 5.3-5.9 against 4.2-4.8 s). PyTorch's side keeps glibc's defaults: its steps ran
-5-10% slower with huge pages, one-off, alone (side_by_side.stock_malloc_environment).
+round by round, each round after `--warm-steps` untimed steps (1), and the rates are the
+median step over all rounds. Our side runs with the malloc tunables the entry points set
+(medgan_jax/launch.py), PyTorch's with glibc's defaults (its steps ran 5-10% slower on
+huge pages, one-off, alone; side_by_side.stock_malloc_environment).
+
+What the huge-page tunable fixed, and what it leaves (2-core AMD EPYC, 2026-12-05).
+XLA:CPU takes a step's buffers afresh every execution and frees them at its end. With
+glibc's defaults (MEDGAN_JAX_HUGE_PAGES=0, GLIBC_TUNABLES unset), `--models densenet121
+--rounds 3` at 01:38 gave our step 7.3 s and 1,008,913 page faults; with
+glibc.malloc.hugetlb=1 4.8 s and 3,716 at 01:41. The step still maps and unmaps large
+buffers, and this VM hands freed memory back to the host, which backs it again on first
+touch: after PyTorch's process had run three ResNet-50 steps, our next five steps took
+12.1, 8.2, 6.9, 7.5 and 8.2 s against 5.2-5.4 s in steady state, with 3.5-12 CPU-seconds
+of system time each against 0.6-0.8 (one-off, ours alone, /proc/stat per step). So this
+benchmark's alternating rounds measured our ResNet-50 step at 6.3-7.2 s where it trains
+at 5.2 s alone, PyTorch's at 5.2-6.0 s (its own alone: 5.3-5.7 s). Keeping the memory in
+the process instead (glibc.malloc.arena_max=1, mmap_max=0, trim_threshold=2^40 on top of
+hugetlb=1) removed that: 0 faults per step, 5.15-5.35 s after PyTorch's process (the same
+one-off), and at 03:37 `--models resnet50,densenet121 --rounds 5` (commit 2aea044, where
+the entry points set them and PyTorch's side did not get them) gave ResNet-50 5469
+against 5215 ms (0.95x) and DenseNet-121 4379 against 4907 ms (1.12x). It is not the
+entry points' setting: one arena slowed the diffusion sampler by a fifth (18 Heun steps
+27.6-29.4 against 22.4-23.6 s) and compilation (73 against 59 s; one-off, ours alone),
+and without arena_max=1 the penalty stayed.
 
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """

@@ -1,23 +1,15 @@
 """Process start-up that has to come before JAX is imported: glibc's allocator settings.
 
 XLA:CPU allocates a training step's buffers afresh on every execution and frees them at
-its end. With glibc's defaults the large ones are mapped from the kernel and unmapped
-again every step, so each step faults its whole working set in anew, one 4 KiB page
-at a time (DenseNet-121 at batch 32 on 224x224 images: about a million faults per step),
-and on a VM whose freed memory goes back to the host the host backs it again too (seconds
-of kernel time per ResNet-50 step after another process ran). These tunables keep the
-memory in the process instead, on transparent huge pages:
-
-  hugetlb=1         allocations advised to use 2 MiB transparent huge pages
-  arena_max=1       one heap for every thread (other arenas' heaps are unmapped when empty)
-  mmap_max=0        large blocks from that heap, not mapped and unmapped one by one
-  trim_threshold    the heap's free top kept, not handed back after each step
-
-so that after the first steps a step touches no fresh page (benchmarks/
-classifier_throughput.py's docstring has the measured effect). glibc reads its tunables
-once, when the process starts, so an entry point re-executes itself (same PID, same
-arguments) with GLIBC_TUNABLES set; scripts/setup_env.sh exports them up front. Stdlib
-only, so that the restart precedes the seconds of importing JAX.
+its end, and glibc serves the large ones with fresh pages from the kernel, one 4 KiB
+fault each (DenseNet-121 at batch 32 on 224x224 images: about a million per step). With
+glibc's `hugetlb` tunable its allocations are advised to use transparent huge pages, 2 MiB
+each: up to 512 times fewer faults (benchmarks/classifier_throughput.py's docstring has
+the measured effect, and the tunables tried besides: keeping the memory in the process
+with one arena removed the remaining faults but slowed the diffusion sampler by a fifth).
+glibc reads its tunables once, when the process starts, so an entry point re-executes
+itself (same PID, same arguments) with GLIBC_TUNABLES set; scripts/setup_env.sh exports
+them up front. Stdlib only, so that the restart precedes the seconds of importing JAX.
 """
 
 from __future__ import annotations
@@ -26,12 +18,7 @@ import os
 import platform
 import sys
 
-TUNABLES = {
-    "glibc.malloc.hugetlb": "1",
-    "glibc.malloc.arena_max": "1",
-    "glibc.malloc.mmap_max": "0",
-    "glibc.malloc.trim_threshold": str(1 << 40),
-}
+TUNABLES = {"glibc.malloc.hugetlb": "1"}
 OPT_OUT = "MEDGAN_JAX_HUGE_PAGES"  # "0": leave glibc's settings as they are
 
 

@@ -40,7 +40,7 @@ def test_workers_answer_in_turn_and_keep_stray_output_off_the_pipe(tmp_path):
 def test_pytorch_side_gets_glibc_defaults(monkeypatch):
     monkeypatch.setenv(
         "GLIBC_TUNABLES",
-        "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0",
+        "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1",
     )
     assert (
         side_by_side.stock_malloc_environment()["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"
