@@ -7,7 +7,7 @@ nz 100, ngf = ndf = 64, Adam 2e-4, betas 0.5/0.999, BCE/non-saturating loss, one
 one G update per step) on the same random "real" batch, each side in a process of its
 own (ours with the entry points' huge-page malloc, PyTorch with glibc's defaults;
 side_by_side.py), timed rounds alternating so machine noise hits both alike. Prints
-images/s of both (median round) and the ratio; writes
+images/s of both (median step) and the ratio; writes
 benchmarks/results/dcgan_throughput.json. PyTorch (CPU build) is a benchmark-only
 dependency: pip install torch==2.13.0.
 """

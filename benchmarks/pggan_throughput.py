@@ -10,7 +10,7 @@ drift 0.001, Adam(lr 1e-3, betas 0/0.99, eps 1e-8), one D and one G update per s
 the same random "real" batch, then the EMA generator update (0.999), each side in a
 process of its own (ours with the entry points' huge-page malloc, PyTorch with glibc's
 defaults; side_by_side.py), timed rounds alternating so machine noise hits both alike.
-Prints images/s of both (median round) and the ratio; writes
+Prints images/s of both (median step) and the ratio; writes
 benchmarks/results/pggan_throughput.json. PyTorch (CPU build) is a benchmark-only
 dependency: pip install torch==2.13.0.
 """
