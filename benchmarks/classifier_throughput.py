@@ -372,23 +372,12 @@ def serve_side(args) -> None:
     side_by_side.serve(lambda: (info, {"time": side_by_side.timed(step), **handlers}))
 
 
-def start_sides(row: str, args) -> dict[str, side_by_side.Worker]:
-    common = ["--model", row, "--batch", str(args.batch)]
-    return {
-        "medgan_jax": side_by_side.Worker(__file__, ["--worker", "jax", *common]),
-        "pytorch": side_by_side.Worker(
-            __file__,
-            ["--worker", "torch", *common, "--torch-format", args.torch_format],
-            side_by_side.stock_malloc_environment(),
-        ),
-    }
-
-
 def run_model(row: str, args, peak_gflops: float) -> dict:
     _, options, shape, batch = row_settings(row, args)
     steps = args.steps or MODELS[row][4]
     print(f"{row}: batch {batch}, {'x'.join(map(str, shape))}, {steps} steps x {args.rounds}")
-    workers = start_sides(row, args)
+    common = ["--model", row, "--batch", str(args.batch), "--torch-format", args.torch_format]
+    workers = side_by_side.start_workers(__file__, common)
     ours, torch_info = workers["medgan_jax"].info, workers["pytorch"].info
     counts = {side: worker.info["parameters"] for side, worker in workers.items()}
     if counts["medgan_jax"] != counts["pytorch"]:

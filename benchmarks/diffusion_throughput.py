@@ -285,12 +285,7 @@ def main() -> None:
         f"jax {jax_version()}, {os.cpu_count()} CPUs; each side in its own process, "
         f"ours with GLIBC_TUNABLES {os.environ.get('GLIBC_TUNABLES') or 'none'}"
     )
-    workers = {
-        "medgan_jax": side_by_side.Worker(__file__, [*sys.argv[1:], "--worker", "jax"]),
-        "pytorch": side_by_side.Worker(
-            __file__, [*sys.argv[1:], "--worker", "torch"], side_by_side.stock_malloc_environment()
-        ),
-    }
+    workers = side_by_side.start_workers(__file__, sys.argv[1:])
     ours, torch_info = workers["medgan_jax"].info, workers["pytorch"].info
     print(f"our step and sampler compiled in {ours['compile_s']:.0f} s")
     if ours["parameters"] != torch_info["parameters"]:

@@ -79,6 +79,16 @@ class Worker:
         self.process.wait(timeout=60)
 
 
+def start_workers(script: str, argv: list[str]) -> dict[str, Worker]:
+    """`script argv --worker jax` with this process's environment (medgan_jax's malloc
+    settings, which the caller has applied: launch.reexec_with_malloc_tunables) and
+    `script argv --worker torch` with glibc's defaults."""
+    return {
+        "medgan_jax": Worker(script, [*argv, "--worker", "jax"]),
+        "pytorch": Worker(script, [*argv, "--worker", "torch"], stock_malloc_environment()),
+    }
+
+
 def stock_malloc_environment() -> dict[str, str]:
     """This process's environment without the malloc tunables medgan_jax's entry points
     add (medgan_jax/launch.py): what a PyTorch user runs with. PyTorch's steps ran 5-10%
@@ -181,14 +191,10 @@ def serve_step(make_step: Callable[[], tuple[Callable[[], object], dict]]) -> No
 
 
 def compare_workers(script: str, argv: list[str], steps: int, rounds: int, batch: int):
-    """Runs `script argv --worker jax` (with medgan_jax's malloc settings, which the
-    caller has applied: launch.reexec_with_malloc_tunables) and `... --worker torch` (glibc's
-    defaults), alternates `rounds` rounds of `steps` steps and prints images/s of both and
-    the ratio. Returns (images/s by side, ratio, the torch worker's info)."""
-    workers = {
-        "medgan_jax": Worker(script, [*argv, "--worker", "jax"]),
-        "pytorch": Worker(script, [*argv, "--worker", "torch"], stock_malloc_environment()),
-    }
+    """Starts both sides (`start_workers`), alternates `rounds` rounds of `steps` steps and
+    prints images/s of both and the ratio. Returns (images/s by side, ratio, the torch
+    worker's info)."""
+    workers = start_workers(script, argv)
     try:
         replies = alternate(workers, "step", steps, rounds)
         rates, ratio = print_rates(replies, batch, workers["pytorch"].info)
