@@ -94,6 +94,22 @@ entry points' setting: one arena slowed the diffusion sampler by a fifth (18 Heu
 27.6-29.4 against 22.4-23.6 s) and compilation (73 against 59 s; one-off, ours alone),
 and without arena_max=1 the penalty stayed.
 
+Why only one arena (2026-12-05, same machine, one-off scripts, ours in a process of its
+own): glibc's per-thread arenas grow in heaps of at most 64 MiB and map any larger
+request directly whatever mmap_max says (sysmalloc's fallback), and XLA's worker
+threads allocate the step's largest buffers (strace: 0.1-2.5 GB maps advised
+MADV_HUGEPAGE, unmapped every step). With mmap_max=0, trim_threshold=2^40 and
+top_pad=128 MiB (no arena_max) ResNet-50's steps still took about 1,800 faults each,
+and after three PyTorch steps in another process 14.7 s (15.7 s of system time), then
+6.3-6.9 s (against 5.2-5.4 before); with hugetlb=1 alone 11.9, then 6.8 s. A numpy
+process allocating and freeing 3 GB for 15 s did not cause it (5.3-5.5 s after).
+Also tried that morning: each reducing 1x1 convolution's kernel gradient as
+(dy^T x)^T, its small result transposed behind layers.materialize (XLA folds a bare
+transpose back into the dot): bit-identical, and alone 22.7 against 31.6 ms at
+25088x512 -> 128 and 26.9 against 38.9 at 100352x256 -> 64 (slower where C_in < C_out),
+but ResNet-50's step took 6.04 against 6.08 s and DenseNet-121's 6.08 against 5.99 s
+(five alternating rounds in one process): not kept.
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 

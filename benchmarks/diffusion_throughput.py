@@ -83,6 +83,26 @@ training rounds start after one untimed step. That evening (AMD EPYC, 00:42): tr
 00:00): ours 2.33 s per step with glibc's defaults (about 260,000 page faults per step)
 and 2.0-2.1 s with huge pages, PyTorch's 1.9 and 1.75 s.
 
+2026-12-05 morning (AMD EPYC, one-off scripts unless the command is named). The
+arithmetic is the same on both sides: PyTorch's FlopCounterMode counts 288.4 GFLOP for
+diffusers' U-Net forward and backward (96.2 forward) against XLA's 290.6 for our step,
+so the gap is the rate. torch.profiler per step: convolution_backward 924 ms,
+mkldnn_convolution 433, scaled_dot_product_attention 154 (forward and backward),
+mm 109, GroupNorm 40, SiLU 36. The U-Net's 3x3 forward convolutions alone, XLA against
+PyTorch (NCHW, as here), weighted by how often each shape occurs: 431 against 427 ms
+(64 -> 64 at 32x32 14.1 against 18.7 ms; 128 -> 64 29.0 against 22.0). The sampler
+compiled with YNNPACK's dot and elementwise fusions (`compiler_options` per program)
+ran 23.1 against 25.3 s (median of 3) beside the plain compilation in one process, but
+in processes of their own (3 alternating pairs of 2 samples) 23.2-24.4 against
+22.7-24.8 s, and this script at 05:43 with it: training 14.3 against 17.1 images/s
+(0.84x), sampling 24.5 against 20.4 s (0.83x); reverted (several compiled programs in
+one process slow some of them: in-process A/Bs mislead here). No gain either, in
+processes of their own: the sampler's batch as 2 or 4 independent U-Net calls in one
+program (22.0-24.6 s for all three), XLA's concurrency-optimised scheduler on or off
+and single-threaded Eigen (23.1-25.3 s). Profiling caveat: a script that does not
+re-execute with the entry points' huge-page tunable times page faults, not kernels
+(SiLU of [32, 32, 32, 192] 6.9 ms without it, 1.5 with; PyTorch's 1.3).
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
