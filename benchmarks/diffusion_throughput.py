@@ -13,8 +13,9 @@ the state donated, the batch sharded over a 1-device mesh) and the real sampler 
 whole deterministic Heun loop one compiled program); PyTorch's is eager, its sampler a
 Python loop under torch.no_grad() with the same noise levels and 2 * steps - 1 network
 evaluations. Compile and warm-up are excluded; timed rounds alternate. Prints images/s
-of both, the ratio, and our step's FLOP rate (XLA's cost analysis) against the best
-f32 matmul rate measured in the same run; writes benchmarks/results/diffusion_throughput.json.
+of both, the ratio, each step's FLOP count (XLA's cost analysis of ours, PyTorch's FLOP
+counter of its own: the same arithmetic) and our FLOP rate against the best f32 matmul
+rate measured in the same run; writes benchmarks/results/diffusion_throughput.json.
 
 Measured (defaults: 32x32x3, width 64 x (1, 2, 2), 2 residual blocks, attention at 16,
 6,472,195 parameters, batch 32; Intel Xeon, 2 cores, quiet). First (2026-12-03 06:25,
@@ -248,6 +249,16 @@ def torch_sides(args, images):
     return train_step, sample, params
 
 
+def torch_gflop(step) -> float:
+    """GFLOP of one call of `step` by PyTorch's FLOP counter (matrix products,
+    convolutions and attention; like XLA's count, dominated by them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def serve_side(args) -> None:
     """A worker process: one side's train step and sampler, warmed up, timed on request."""
     rng = np.random.default_rng(0)
@@ -266,7 +277,7 @@ def serve_side(args) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
         torch.manual_seed(0)
         train, sample, params = torch_sides(args, images)
-        info = {"parameters": params, **side_by_side.torch_build()}
+        info = {"parameters": params, "gflop": torch_gflop(train), **side_by_side.torch_build()}
     train(), train(), sample()  # compile / warm up
     handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, warm=0)}
     side_by_side.serve(lambda: (info, handlers))
@@ -320,7 +331,8 @@ def main() -> None:
     train, train_ratio = side_by_side.print_rates(replies, args.batch, torch_info)
     gflop, step_s = ours["gflop"], args.batch / train["medgan_jax"]
     print(
-        f"our step: {gflop:.1f} GFLOP, {gflop / step_s:.0f} GFLOP/s = "
+        f"our step: {gflop:.1f} GFLOP (XLA's count; PyTorch's FLOP counter "
+        f"{torch_info['gflop']:.1f} for its step), {gflop / step_s:.0f} GFLOP/s = "
         f"{gflop / step_s / peak:.0%} of the matmul rate"
     )
     evaluations = 2 * args.sample_steps - 1
@@ -343,6 +355,7 @@ def main() -> None:
         "train_images_per_s": train,
         "train_ratio": train_ratio,
         "train_step_gflop": gflop,
+        "torch_train_step_gflop": torch_info["gflop"],
         "matmul_gflops": peak,
         "sample_images_per_s": sampling,
         "sample_ratio": sample_ratio,
