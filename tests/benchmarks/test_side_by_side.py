@@ -38,13 +38,9 @@ def test_workers_answer_in_turn_and_keep_stray_output_off_the_pipe(tmp_path):
 
 
 def test_pytorch_side_gets_glibc_defaults(monkeypatch):
-    monkeypatch.setenv(
-        "GLIBC_TUNABLES",
-        "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1",
-    )
-    assert (
-        side_by_side.stock_malloc_environment()["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"
-    )
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1")
+    stock = side_by_side.stock_malloc_environment()
+    assert stock["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     assert "GLIBC_TUNABLES" not in side_by_side.stock_malloc_environment()
 
