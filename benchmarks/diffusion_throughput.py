@@ -16,6 +16,12 @@ evaluations. Compile and warm-up are excluded; timed rounds alternate. Prints im
 of both, the ratio, each step's FLOP count (XLA's cost analysis of ours, PyTorch's FLOP
 counter of its own: the same arithmetic) and our FLOP rate against the best f32 matmul
 rate measured in the same run; writes benchmarks/results/diffusion_throughput.json.
+Sampling is timed twice, with each side's page faults and CPU seconds per call: in the
+workers that trained (as the study samples, right after training) and in new workers
+that only sample (as a sampling script does). PyTorch's sampler runs at two speeds
+there: glibc raises its mmap threshold when a process frees large blocks, so after
+training its buffers stay in the heap, while a process that only samples maps and
+faults them in afresh on every call (the 2026-12-05 paragraph below).
 
 Measured (defaults: 32x32x3, width 64 x (1, 2, 2), 2 residual blocks, attention at 16,
 6,472,195 parameters, batch 32; Intel Xeon, 2 cores, quiet). First (2026-12-03 06:25,
@@ -104,6 +110,41 @@ and single-threaded Eigen (23.1-25.3 s). Profiling caveat: a script that does no
 re-execute with the entry points' huge-page tunable times page faults, not kernels
 (SiLU of [32, 32, 32, 192] 6.9 ms without it, 1.5 with; PyTorch's 1.3).
 
+2026-12-05, later (AMD EPYC; one-off scripts, each variant in processes of its own,
+unless the command is named). The network the preset trains (configs/diffusion.py:
+synthetic_lesions, 64x64x3, width 64 x (1, 2, 2, 2), 8,952,067 parameters),
+`--image-size 64 --channel-mult 1,2,2,2 --batch 32 --steps 3 --sample-batch 16` at
+08:26: training 10256 against 10211 ms per step (1.00x; 1105.5 against 1114.5 GFLOP),
+sampling 43.6 against 36.0 s (0.83x). PyTorch's sampler there, 6 Heun steps: 1378-1533
+ms per network evaluation in a process that had not trained (3.2 million page faults and
+7.6 s of system time per call), 1010-1033 ms after 5 training steps in the same process
+(no faults; also with the weights reset to their initial values after training, and
+torch.set_flush_denormal(True) changed nothing: the allocator's state, not the numbers);
+ours 1177-1224 ms either way. At 32x32, batch 32: ours 651-748 ms, PyTorch's 670-701
+without training, 574-613 after. Hence the second sampling section above; with it, the
+same command at 09:02: training 9678 against 10620 ms (1.10x), sampling after training
+44.8 against 40.1 s (0.89x; 87.4 against 79.6 CPU-s per call), in processes that only
+sample 46.9 against 54.2 s (1.16x; PyTorch's 10.4 million page faults per call), and the
+defaults at 08:52: training 2041 against 1883 ms (0.92x), sampling 23.9 against 20.2 s
+after training (0.85x; 46.1 against 40.2 CPU-s), 23.0 against 21.9 s in processes that
+only sample (0.95x; PyTorch's 1.1 million page faults). Also measured: the U-Net's 3x3
+convolutions by component against PyTorch's (NCHW, batch 32, ms, forward / input
+gradient / kernel gradient): 32x32 64->64 15.5 / 13.9 / 16.5-20.2 against 16.8-18.6 /
+17.5-18.8 / 18.3-18.7, 32x32 192->64 42.5 / 34.5 / 41.9-72.0 against 33.0-33.9 /
+48.3-49.5 / 39.8-40.0, 16x16 128->128 11.4-11.6 / 11.5-11.8 / 13.2-13.6 against
+10.0-10.1 / 10.2-10.3 / 11.4-11.6: XLA's forward is the slower pass where the input is
+wide and at 16x16, so the forward-only sampler trails more than training. Not kept,
+within the noise of the step (2.10-2.45 s) and the sampler (22.1-26.5 s) in 2 x 4
+alternating processes: the attention's (image, head) pairs in cache-sized groups
+(lax.map; the core's forward alone 18-27 -> 15-18 ms) and GroupNorm's statistics from
+one pass over x (each pixel's group sums of x and x^2, then a product with ones; in one
+forward's profile the x^2 pass and the two products, 18.7 ms, became 12.8). XLA's
+--xla_cpu_use_onednn, --xla_cpu_experimental_onednn_custom_call, --xla_cpu_use_xnnpack
+and --xla_cpu_use_acl left the convolutions' outputs bit-identical (not applied in this
+jaxlib). The same sampler program, called again in one process, took 22.5-24.9 s
+(43.5-47.8 CPU-s; the VM's steal time 0.5%): compare ratios over several rounds, not
+single runs.
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
@@ -113,6 +154,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -151,8 +193,9 @@ def our_config(args):
     return config
 
 
-def jax_sides(args, images):
-    """(train step, sample call, parameter count, step GFLOP) of this project's code."""
+def jax_sides(args, images, train: bool = True):
+    """(train step, sample call, parameter count, step GFLOP) of this project's code;
+    without `train`, the step is neither compiled nor returned (None, None)."""
     import jax
 
     from medgan_jax import parallel, training
@@ -163,16 +206,7 @@ def jax_sides(args, images):
     denoiser, _ = diffusion.build(config, 0)
     state = diffusion.create_state(config, denoiser, parallel.replicated(mesh))
     params = sum(p.size for p in jax.tree.leaves(state.g_params))
-    step_fn = training.jit_step(diffusion.make_train_step(denoiser, config), mesh)
-    labels = np.zeros(len(images), np.int32)
-    batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
-    compiled = step_fn.lower(state, batch).compile()
     holder = {"state": state}
-
-    def train_step():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        return float(jax.block_until_ready(metrics["loss"]))
-
     _, generate = diffusion.generate_programs(denoiser, diffusion.Sampler.from_config(config))
     n = args.sample_batch
     z = jax.random.normal(jax.random.PRNGKey(0), (n, args.image_size**2 * 3))
@@ -180,6 +214,17 @@ def jax_sides(args, images):
 
     def sample():
         return jax.block_until_ready(generate(holder["state"].ema_params, {}, z, sample_labels))
+
+    if not train:
+        return None, sample, params, None
+    step_fn = training.jit_step(diffusion.make_train_step(denoiser, config), mesh)
+    labels = np.zeros(len(images), np.int32)
+    batch = parallel.host_to_global({"image": images, "label": labels}, mesh)
+    compiled = step_fn.lower(state, batch).compile()
+
+    def train_step():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        return float(jax.block_until_ready(metrics["loss"]))
 
     return train_step, sample, params, compiled_gflop(compiled)
 
@@ -259,6 +304,16 @@ def torch_gflop(step) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def print_page_faults(replies: dict[str, list]) -> None:
+    """Each side's minor page faults and process CPU seconds per timed call."""
+    line = ", ".join(
+        f"{name} {statistics.mean(r['page_faults'] for r in rounds):,.0f} page faults, "
+        f"{statistics.mean(r['cpu'] for r in rounds):.1f} CPU-s"
+        for name, rounds in replies.items()
+    )
+    print(f"  per call: {line}")
+
+
 def serve_side(args) -> None:
     """A worker process: one side's train step and sampler, warmed up, timed on request."""
     rng = np.random.default_rng(0)
@@ -269,7 +324,7 @@ def serve_side(args) -> None:
 
         app.configure(compilation_cache="", distributed=False)
         start = time.perf_counter()
-        train, sample, params, gflop = jax_sides(args, images)
+        train, sample, params, gflop = jax_sides(args, images, train=not args.sampler_only)
         info = {"parameters": params, "gflop": gflop, "compile_s": time.perf_counter() - start}
     else:
         import torch
@@ -277,8 +332,11 @@ def serve_side(args) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
         torch.manual_seed(0)
         train, sample, params = torch_sides(args, images)
-        info = {"parameters": params, "gflop": torch_gflop(train), **side_by_side.torch_build()}
-    train(), train(), sample()  # compile / warm up
+        gflop = None if args.sampler_only else torch_gflop(train)
+        info = {"parameters": params, "gflop": gflop, **side_by_side.torch_build()}
+    if not args.sampler_only:
+        train(), train()  # compile / warm up
+    sample()
     handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, warm=0)}
     side_by_side.serve(lambda: (info, handlers))
 
@@ -303,6 +361,7 @@ def main() -> None:
     parser.add_argument("--sample-rounds", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--sampler-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return serve_side(args)
@@ -342,6 +401,16 @@ def main() -> None:
     )
     replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
     sampling, sample_ratio = side_by_side.print_rates(replies, args.sample_batch, torch_info)
+    print_page_faults(replies)
+    for worker in workers.values():
+        worker.close()
+    print("sampling again, each side in a new process that only samples (a sampling script):")
+    workers = side_by_side.start_workers(__file__, [*sys.argv[1:], "--sampler-only"])
+    replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
+    sampler_only, sampler_only_ratio = side_by_side.print_rates(
+        replies, args.sample_batch, torch_info
+    )
+    print_page_faults(replies)
     for worker in workers.values():
         worker.close()
     result = {
@@ -359,6 +428,8 @@ def main() -> None:
         "matmul_gflops": peak,
         "sample_images_per_s": sampling,
         "sample_ratio": sample_ratio,
+        "sampler_only_images_per_s": sampler_only,
+        "sampler_only_ratio": sampler_only_ratio,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "diffusion_throughput.json"), "w") as f:
