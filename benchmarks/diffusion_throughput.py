@@ -19,9 +19,9 @@ rate measured in the same run; writes benchmarks/results/diffusion_throughput.js
 Sampling is timed twice, with each side's page faults and CPU seconds per call: in the
 workers that trained (as the study samples, right after training) and in new workers
 that only sample (as a sampling script does). PyTorch's sampler runs at two speeds
-there: glibc raises its mmap threshold when a process frees large blocks, so after
-training its buffers stay in the heap, while a process that only samples maps and
-faults them in afresh on every call (the 2026-12-05 paragraph below).
+there: after training it takes no page faults, in a process that only samples it maps
+and faults its buffers in afresh on every call (likely glibc's dynamic mmap threshold,
+which rises only once large blocks have been freed; the "2026-12-05, later" paragraph).
 
 Measured (defaults: 32x32x3, width 64 x (1, 2, 2), 2 residual blocks, attention at 16,
 6,472,195 parameters, batch 32; Intel Xeon, 2 cores, quiet). First (2026-12-03 06:25,
