@@ -315,7 +315,8 @@ def print_page_faults(replies: dict[str, list]) -> None:
 
 
 def serve_side(args) -> None:
-    """A worker process: one side's train step and sampler, warmed up, timed on request."""
+    """A worker process: one side's train step and sampler (`--sampler-only`: the sampler
+    alone, nothing trained before), warmed up, timed on request."""
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (args.batch, args.image_size, args.image_size, 3))
     images = images.astype(np.float32)
@@ -334,10 +335,11 @@ def serve_side(args) -> None:
         train, sample, params = torch_sides(args, images)
         gflop = None if args.sampler_only else torch_gflop(train)
         info = {"parameters": params, "gflop": gflop, **side_by_side.torch_build()}
+    handlers = {"sample": side_by_side.timed(sample, warm=0)}
     if not args.sampler_only:
         train(), train()  # compile / warm up
+        handlers["train"] = side_by_side.timed(train)
     sample()
-    handlers = {"train": side_by_side.timed(train), "sample": side_by_side.timed(sample, warm=0)}
     side_by_side.serve(lambda: (info, handlers))
 
 
