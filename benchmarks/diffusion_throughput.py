@@ -304,14 +304,21 @@ def torch_gflop(step) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def print_page_faults(replies: dict[str, list]) -> None:
-    """Each side's minor page faults and process CPU seconds per timed call."""
+def time_sampling(workers: dict, args, torch_info: dict) -> tuple[dict, float]:
+    """`args.sample_rounds` alternating sampler calls of the workers, then closed: images/s
+    of each side and the ratio, printed with each side's page faults and process CPU
+    seconds per call."""
+    replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
+    rates, ratio = side_by_side.print_rates(replies, args.sample_batch, torch_info)
     line = ", ".join(
         f"{name} {statistics.mean(r['page_faults'] for r in rounds):,.0f} page faults, "
         f"{statistics.mean(r['cpu'] for r in rounds):.1f} CPU-s"
         for name, rounds in replies.items()
     )
     print(f"  per call: {line}")
+    for worker in workers.values():
+        worker.close()
+    return rates, ratio
 
 
 def serve_side(args) -> None:
@@ -401,20 +408,10 @@ def main() -> None:
         f"sampling, {args.sample_steps} Heun steps ({evaluations} evaluations), "
         f"batch {args.sample_batch}:"
     )
-    replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
-    sampling, sample_ratio = side_by_side.print_rates(replies, args.sample_batch, torch_info)
-    print_page_faults(replies)
-    for worker in workers.values():
-        worker.close()
+    sampling, sample_ratio = time_sampling(workers, args, torch_info)
     print("sampling again, each side in a new process that only samples (a sampling script):")
     workers = side_by_side.start_workers(__file__, [*sys.argv[1:], "--sampler-only"])
-    replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
-    sampler_only, sampler_only_ratio = side_by_side.print_rates(
-        replies, args.sample_batch, torch_info
-    )
-    print_page_faults(replies)
-    for worker in workers.values():
-        worker.close()
+    sampler_only, sampler_only_ratio = time_sampling(workers, args, torch_info)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "cpu": platform_cpu(),
