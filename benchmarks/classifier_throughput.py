@@ -446,7 +446,7 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
         "options": options,
         "parameters": counts["pytorch"],
         "torch_memory_format": torch_info["format"],
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "our_allocator": launch.allocator(os.environ),
         "ms_per_step_rounds": {side: [1000 * t for t in s] for side, s in wall.items()},
         **({"profile_non_conv_ms": kinds} if kinds is not None else {}),
     }
@@ -485,11 +485,10 @@ def main() -> None:
         with open(path) as f:
             results = json.load(f)
     peak = best_matmul_gflops()
-    tunables = os.environ.get("GLIBC_TUNABLES") or "none"
     print(
         f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; "
         f"{platform_cpu()}, jax {jax_version()}, {os.cpu_count()} CPUs; "
-        f"each side in its own process, ours with GLIBC_TUNABLES {tunables}"
+        f"each side in its own process, ours with {launch.allocator(os.environ)}"
     )
     results.update({name: run_model(name, args, peak) for name in names})
     os.makedirs(args.out, exist_ok=True)

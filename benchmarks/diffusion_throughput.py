@@ -382,7 +382,7 @@ def main() -> None:
     print(
         f"best f32 matmul (XLA, 4096x4096): {peak:.0f} GFLOP/s; {platform_cpu()}, "
         f"jax {jax_version()}, {os.cpu_count()} CPUs; each side in its own process, "
-        f"ours with GLIBC_TUNABLES {os.environ.get('GLIBC_TUNABLES') or 'none'}"
+        f"ours with {launch.allocator(os.environ)}"
     )
     workers = side_by_side.start_workers(__file__, sys.argv[1:])
     ours, torch_info = workers["medgan_jax"].info, workers["pytorch"].info
@@ -417,7 +417,7 @@ def main() -> None:
         "cpu": platform_cpu(),
         "jax": jax_version(),
         "torch": torch_info["version"],
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "our_allocator": launch.allocator(os.environ),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
         "parameters": ours["parameters"],
         "train_images_per_s": train,

@@ -3,6 +3,7 @@ its own (`Worker`), warmed up, then timed in rounds that alternate between the s
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -90,16 +91,21 @@ def start_workers(script: str, argv: list[str]) -> dict[str, Worker]:
 
 
 def stock_malloc_environment() -> dict[str, str]:
-    """This process's environment without the malloc tunables medgan_jax's entry points
+    """This process's environment without the allocator settings medgan_jax's entry points
     add (medgan_jax/launch.py): what a PyTorch user runs with. PyTorch's steps ran 5-10%
-    slower with the huge-page one (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50
+    slower with the huge-page tunable (DenseNet-121 4.1-4.5 against 3.9-4.0 s, ResNet-50
     5.5-5.8 against 4.9-5.4 s, each alone; one-off, 2026-12-05)."""
-    env = dict(os.environ)
-    tunables = env.pop("GLIBC_TUNABLES", "").split(":")
-    tunables = [t for t in tunables if t and t.split("=", 1)[0] not in launch.TUNABLES]
-    if tunables:
-        env["GLIBC_TUNABLES"] = ":".join(tunables)
-    return env
+    return launch.stock_environment(dict(os.environ))
+
+
+def release_idle_memory() -> None:
+    """Hands the free memory this process's allocator keeps back to the kernel: jemalloc's
+    (as medgan_jax's entry points set it, it keeps every freed page) or glibc's."""
+    libc = ctypes.CDLL(None)
+    if hasattr(libc, "mallctl"):  # jemalloc, preloaded; 4096 = MALLCTL_ARENAS_ALL
+        libc.mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
+    else:
+        libc.malloc_trim(ctypes.c_size_t(0))
 
 
 def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> None:
@@ -129,7 +135,10 @@ def timed(step: Callable[[], object], warm: int = 1) -> Callable[..., dict]:
     project's VMs (the guest's free-page reporting hands memory freed while the other side
     ran back to the host, and the host backs it again on first touch, time that shows as
     CPU time but not as guest page faults), which a training run, one step after
-    another, never pays. (`warm=0` for long calls such as a sampler.)
+    another, never pays. (`warm=0` for long calls such as a sampler.) After its round a
+    side gives the memory its allocator keeps back (`release_idle_memory`), so that the
+    other side runs as it would alone: with our jemalloc keeping its pages between rounds,
+    PyTorch's ResNet-50 step took 7.1 s against 5.4-5.6 s (2026-12-05, one run each).
     """
 
     def handler(steps: int, warm: int = warm) -> dict:
@@ -141,11 +150,14 @@ def timed(step: Callable[[], object], warm: int = 1) -> Callable[..., dict]:
             start = time.perf_counter()
             step()
             walls.append(time.perf_counter() - start)
+        cpu = (time.process_time() - cpu) / steps
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+        release_idle_memory()
         return {
             "walls": walls,
             "wall": sum(walls) / steps,
-            "cpu": (time.process_time() - cpu) / steps,
-            "page_faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps,
+            "cpu": cpu,
+            "page_faults": faults,
         }
 
     return handler

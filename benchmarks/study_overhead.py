@@ -4,9 +4,9 @@
                                       [--image-size 32] [--seeds-together 3] [--preset demo]
 
 Runs one cell of the demo study (configs/study.py:demo; --preset smoke is the tests' tiny
-one) per size and seed, in one process as the
-study does (fresh folders, the persistent compilation cache as the study finds it), and
-records the wall time of every run: each classifier, each GAN training (the transfer
+one) per size and seed, in one process as the study does (the entry points' allocator,
+medgan_jax/launch.py; fresh folders; the persistent compilation cache as the study finds
+it), and records the wall time of every run: each classifier, each GAN training (the transfer
 arm's pretraining and fine-tuning separately) and each sampling. Then, per run, it times
 the same compiled programs alone on device-resident batches of the run's shapes:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from medgan_jax import app  # noqa: E402
+from medgan_jax import launch  # noqa: E402
 
 RUNS: list[dict] = []  # one row per timed run, filled by the wrappers below
 COMPILE_SECONDS = [0.0]  # JAX's tracing, lowering and compiling (or cache loading) so far
@@ -366,6 +366,9 @@ def main() -> None:
     parser.add_argument("--preset", default="demo", help="configs/study.py preset")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
     args = parser.parse_args()
+    launch.reexec_with_malloc_tunables()  # as the study's entry point (evaluate.py) runs
+    from medgan_jax import app
+
     app.configure()
     instrument()
     root = tempfile.mkdtemp(prefix="study_overhead_")
