@@ -110,6 +110,25 @@ transpose back into the dot): bit-identical, and alone 22.7 against 31.6 ms at
 but ResNet-50's step took 6.04 against 6.08 s and DenseNet-121's 6.08 against 5.99 s
 (five alternating rounds in one process): not kept.
 
+jemalloc (2026-12-05, late morning, same machine): it keeps freed pages for reuse from
+any thread, where glibc's secondary arenas cannot, so the entry points preload it where
+it is installed (medgan_jax/launch.py: dirty_decay_ms:-1, muzzy_decay_ms:-1,
+oversize_threshold:0). `--models resnet50 --rounds 3` with it: ours 5195 ms per step and
+110 faults, but PyTorch's step 7143 ms against its usual 5.2-5.6 s: the memory our idle
+worker kept slowed PyTorch's fresh pages in turn. So since then each side hands its
+allocator's free memory back after its round (side_by_side.release_idle_memory:
+jemalloc's purge, glibc's malloc_trim), and the same command gave 5425 against 5558 ms
+(1.02x), and with glibc's malloc for ours (MEDGAN_JAX_JEMALLOC=0) 6613 against 5432 ms
+(0.82x; 8,955 faults per step). With jemalloc's thp:always ResNet-50's train step traced
+and lowered in 1.77-1.86 s against 1.62-1.65 s without it and 1.73-1.80 s with glibc
+(three processes each; one-off): not set. Elsewhere no cost: the Quickstart took 251 s
+with jemalloc and 253 s without (README), and our diffusion step and 18-step sampler
+(benchmarks/diffusion_throughput.py's network, ours alone) 2050-2301 ms and 23.1-25.8 s
+against 2278-2337 ms and 22.6-24.6 s (two processes each). At 11:35 `--models
+resnet50,densenet121,simple_cnn --rounds 5`: ResNet-50 6.1 against 6.3 images/s (5234
+against 5073 ms, 0.97x), DenseNet-121 7.6 against 6.6 (1.14x), SimpleCNN 128.1 against
+95.6 (1.34x). ResNet-50 is now about even with PyTorch rather than behind.
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
