@@ -115,11 +115,11 @@ any thread, where glibc's secondary arenas cannot, so the entry points preload i
 it is installed (medgan_jax/launch.py: dirty_decay_ms:-1, muzzy_decay_ms:-1,
 oversize_threshold:0). `--models resnet50 --rounds 3` with it: ours 5195 ms per step and
 110 faults, but PyTorch's step 7143 ms against its usual 5.2-5.6 s: the memory our idle
-worker kept slowed PyTorch's fresh pages in turn. So since then each side hands its
-allocator's free memory back after its round (side_by_side.release_idle_memory:
-jemalloc's purge, glibc's malloc_trim), and the same command gave 5425 against 5558 ms
-(1.02x), and with glibc's malloc for ours (MEDGAN_JAX_JEMALLOC=0) 6613 against 5432 ms
-(0.82x; 8,955 faults per step). With jemalloc's thp:always ResNet-50's train step traced
+worker kept slowed PyTorch's fresh pages in turn. So since then our side hands back the
+memory jemalloc keeps after each round (side_by_side.release_idle_memory), as glibc does
+at each free. With that (and, that morning only, glibc's malloc_trim on PyTorch's side)
+the same command gave 5425 against 5558 ms (1.02x), and with glibc's malloc for ours
+(MEDGAN_JAX_JEMALLOC=0) 6613 against 5432 ms (0.82x; 8,955 faults per step). With jemalloc's thp:always ResNet-50's train step traced
 and lowered in 1.77-1.86 s against 1.62-1.65 s without it and 1.73-1.80 s with glibc
 (three processes each; one-off): not set. Elsewhere no cost: the Quickstart took 251 s
 with jemalloc and 253 s without (README), and our diffusion step and 18-step sampler

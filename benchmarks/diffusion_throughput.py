@@ -145,6 +145,16 @@ jaxlib). The same sampler program, called again in one process, took 22.5-24.9 s
 (43.5-47.8 CPU-s; the VM's steal time 0.5%): compare ratios over several rounds, not
 single runs.
 
+With jemalloc preloaded for our side (medgan_jax/launch.py; 2026-12-05, same machine):
+ours alone (one-off, two processes each) 2050-2301 ms per step and 23.1-25.8 s per
+sampler call against 2278-2337 ms and 22.6-24.6 s on glibc's malloc. This script, with
+glibc's malloc_trim on PyTorch's side between rounds as well (since dropped): at 11:45
+training 2290 against 1838 ms (0.80x), sampling after training 25.9 against 19.8 s
+(0.76x), only sampling 23.2 against 22.3 s (0.96x); at 11:53 with MEDGAN_JAX_JEMALLOC=0
+0.91x, 0.97x (PyTorch's sampler after training 23.5 s) and 0.89x. At 12:01, as now (only
+our side releases, what jemalloc keeps): 2212 against 1914 ms (0.87x), 23.7 against
+20.5 s (0.86x) and 24.7 against 24.0 s (0.97x). No difference beyond the noise.
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """

@@ -99,13 +99,12 @@ def stock_malloc_environment() -> dict[str, str]:
 
 
 def release_idle_memory() -> None:
-    """Hands the free memory this process's allocator keeps back to the kernel: jemalloc's
-    (as medgan_jax's entry points set it, it keeps every freed page) or glibc's."""
+    """Hands back to the kernel the free memory jemalloc keeps, where it is this process's
+    allocator (medgan_jax's entry points preload it set to keep every freed page); glibc
+    returns its large blocks when they are freed, so a glibc process is left as it is."""
     libc = ctypes.CDLL(None)
-    if hasattr(libc, "mallctl"):  # jemalloc, preloaded; 4096 = MALLCTL_ARENAS_ALL
+    if hasattr(libc, "mallctl"):  # 4096 = MALLCTL_ARENAS_ALL
         libc.mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
-    else:
-        libc.malloc_trim(ctypes.c_size_t(0))
 
 
 def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> None:
@@ -136,9 +135,10 @@ def timed(step: Callable[[], object], warm: int = 1) -> Callable[..., dict]:
     ran back to the host, and the host backs it again on first touch, time that shows as
     CPU time but not as guest page faults), which a training run, one step after
     another, never pays. (`warm=0` for long calls such as a sampler.) After its round a
-    side gives the memory its allocator keeps back (`release_idle_memory`), so that the
-    other side runs as it would alone: with our jemalloc keeping its pages between rounds,
-    PyTorch's ResNet-50 step took 7.1 s against 5.4-5.6 s (2026-12-05, one run each).
+    jemalloc side gives the memory it keeps back (`release_idle_memory`), as glibc does at
+    each free, so that the other side runs as it would alone: with our jemalloc keeping its
+    pages between rounds, PyTorch's ResNet-50 step took 7.1 s against 5.4-5.6 s
+    (2026-12-05, one run each).
     """
 
     def handler(steps: int, warm: int = warm) -> dict:

@@ -1,7 +1,12 @@
 """benchmarks/side_by_side.py: a benchmark side in a worker process, driven over a pipe."""
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -63,3 +68,38 @@ def test_compare_workers_times_both_sides_and_prints_the_ratio(tmp_path, capsys)
     assert ratio == rates["medgan_jax"] / rates["pytorch"]
     assert torch_info == {"version": "test", "threads": 1}
     assert "ratio medgan_jax / pytorch" in capsys.readouterr().out
+
+
+RELEASE_PROBE = f"""
+import ctypes, json, os, sys
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks import side_by_side
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+block = libc.malloc(256 << 20)
+ctypes.memset(block, 1, 256 << 20)
+libc.free(block)
+kept = rss()
+side_by_side.release_idle_memory()
+print(json.dumps({{"kept": kept, "after": rss(), "jemalloc": hasattr(libc, "mallctl")}}))
+"""
+
+
+def test_release_hands_back_what_jemalloc_keeps():
+    from medgan_jax import launch
+
+    environ = launch.stock_environment(dict(os.environ))
+    if launch.find_jemalloc(environ) is None:
+        pytest.skip(f"no {launch.JEMALLOC} installed (apt install libjemalloc2)")
+    for env in (launch.malloc_environment(environ), environ):  # jemalloc, then glibc
+        out = subprocess.run(
+            [sys.executable, "-c", RELEASE_PROBE], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        probe = json.loads(out.stdout.strip().splitlines()[-1])
+        if probe["jemalloc"]:  # the freed 256 MiB stayed in the process until released
+            assert probe["kept"] - probe["after"] >= 200 << 20, probe
+        else:  # glibc gave the block back at free(): nothing left to release
+            assert abs(probe["kept"] - probe["after"]) < 32 << 20, probe
