@@ -124,10 +124,14 @@ and lowered in 1.77-1.86 s against 1.62-1.65 s without it and 1.73-1.80 s with g
 (three processes each; one-off): not set. Elsewhere no cost: the Quickstart took 251 s
 with jemalloc and 253 s without (README), and our diffusion step and 18-step sampler
 (benchmarks/diffusion_throughput.py's network, ours alone) 2050-2301 ms and 23.1-25.8 s
-against 2278-2337 ms and 22.6-24.6 s (two processes each). At 11:35 `--models
-resnet50,densenet121,simple_cnn --rounds 5`: ResNet-50 6.1 against 6.3 images/s (5234
-against 5073 ms, 0.97x), DenseNet-121 7.6 against 6.6 (1.14x), SimpleCNN 128.1 against
-95.6 (1.34x). ResNet-50 is now about even with PyTorch rather than behind.
+against 2278-2337 ms and 22.6-24.6 s (two processes each). At 11:35 (PyTorch's side
+trimmed too) `--models resnet50,densenet121,simple_cnn --rounds 5`: ResNet-50 6.1 against
+6.3 images/s (5234 against 5073 ms, 0.97x), DenseNet-121 7.6 against 6.6 (1.14x; PyTorch
+4838 ms and a million faults per step), SimpleCNN 128.1 against 95.6 (1.34x); at 12:08,
+as now: ResNet-50 6.0 against 5.8 (5376 against 5498 ms, 1.02x), DenseNet-121 7.3 against
+7.6 (4362 against 4227 ms, 0.97x; PyTorch's faults per step 468,671), SimpleCNN 111.9
+against 90.6 (1.23x). ResNet-50 is now about even with PyTorch rather than behind, as is
+DenseNet-121.
 
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
