@@ -119,12 +119,13 @@ worker kept slowed PyTorch's fresh pages in turn. So since then our side hands b
 memory jemalloc keeps after each round (side_by_side.release_idle_memory), as glibc does
 at each free. With that (and, that morning only, glibc's malloc_trim on PyTorch's side)
 the same command gave 5425 against 5558 ms (1.02x), and with glibc's malloc for ours
-(MEDGAN_JAX_JEMALLOC=0) 6613 against 5432 ms (0.82x; 8,955 faults per step). With jemalloc's thp:always ResNet-50's train step traced
-and lowered in 1.77-1.86 s against 1.62-1.65 s without it and 1.73-1.80 s with glibc
-(three processes each; one-off): not set. Elsewhere no cost: the Quickstart took 251 s
-with jemalloc and 253 s without (README), and our diffusion step and 18-step sampler
-(benchmarks/diffusion_throughput.py's network, ours alone) 2050-2301 ms and 23.1-25.8 s
-against 2278-2337 ms and 22.6-24.6 s (two processes each). At 11:35 (PyTorch's side
+(MEDGAN_JAX_JEMALLOC=0) 6613 against 5432 ms (0.82x; 8,955 faults per step). With
+jemalloc's thp:always ResNet-50's train step traced and lowered in 1.77-1.86 s against
+1.62-1.65 s without it and 1.73-1.80 s with glibc (three processes each; one-off): not
+set. Elsewhere no cost: the Quickstart took 251 s with jemalloc and 253 s without
+(README), and our diffusion step and 18-step sampler (benchmarks/diffusion_throughput.py's
+network, ours alone) 2050-2301 ms and 23.1-25.8 s against 2278-2337 ms and 22.6-24.6 s
+(two processes each). At 11:35 (PyTorch's side
 trimmed too) `--models resnet50,densenet121,simple_cnn --rounds 5`: ResNet-50 6.1 against
 6.3 images/s (5234 against 5073 ms, 0.97x), DenseNet-121 7.6 against 6.6 (1.14x; PyTorch
 4838 ms and a million faults per step), SimpleCNN 128.1 against 95.6 (1.34x); at 12:08,

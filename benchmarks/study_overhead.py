@@ -6,9 +6,9 @@
 Runs one cell of the demo study (configs/study.py:demo; --preset smoke is the tests' tiny
 one) per size and seed, in one process as the study does (the entry points' allocator,
 medgan_jax/launch.py; fresh folders; the persistent compilation cache as the study finds
-it), and records the wall time of every run: each classifier, each GAN training (the transfer
-arm's pretraining and fine-tuning separately) and each sampling. Then, per run, it times
-the same compiled programs alone on device-resident batches of the run's shapes:
+it), and records the wall time of every run: each classifier, each GAN training (the
+transfer arm's pretraining and fine-tuning separately) and each sampling. Then, per run,
+it times the same compiled programs alone on device-resident batches of the run's shapes:
 
   compute = train steps x (one train step) + eval images / eval batch x (one forward pass)
             (classifiers: validation every epoch, then validation and test once more)

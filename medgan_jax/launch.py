@@ -10,9 +10,9 @@ do) the next step's pages are backed again on first touch: ResNet-50's step at b
 took 6.6 s there against 5.4 s when the memory stays in the process. Where jemalloc is
 installed (`apt install libjemalloc2`, `conda install jemalloc`), the entry points
 therefore preload it, set to keep freed pages for reuse (the process holds its peak
-memory until it exits, as PyTorch's GPU allocator does).
-glibc's own way to keep them (one arena) slowed the diffusion sampler by a fifth.
-benchmarks/classifier_throughput.py's docstring has the measurements.
+memory until it exits, as PyTorch's GPU allocator does); glibc's own way to keep them
+(one arena) slowed the diffusion sampler by a fifth. benchmarks/classifier_throughput.py's
+docstring has the measurements.
 
 The allocator is chosen once, when the process starts, so an entry point re-executes
 itself (same PID, same arguments) with the environment set; scripts/setup_env.sh exports
@@ -39,14 +39,9 @@ JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0"
 
 def jemalloc_dirs() -> list[str]:
     """Where Debian/Ubuntu, Fedora, /usr/local and conda put the library."""
-    dirs = [
-        f"/usr/lib/{platform.machine()}-linux-gnu",
-        "/usr/lib64",
-        "/usr/lib",
-        "/usr/local/lib",
-    ]
-    return dirs + [os.path.join(p, "lib") for p in (sys.prefix, os.environ.get("CONDA_PREFIX"))
-                   if p]  # fmt: skip
+    prefixes = [p for p in (sys.prefix, os.environ.get("CONDA_PREFIX")) if p]
+    system = [f"/usr/lib/{platform.machine()}-linux-gnu", "/usr/lib64", "/usr/lib"]
+    return [*system, "/usr/local/lib", *(os.path.join(p, "lib") for p in prefixes)]
 
 
 def find_jemalloc(environ: dict[str, str]) -> str | None:
@@ -90,8 +85,9 @@ def malloc_environment(environ: dict[str, str]) -> dict[str, str] | None:
 
 
 def stock_environment(environ: dict[str, str]) -> dict[str, str]:
-    """`environ` without what `malloc_environment` adds: what a program outside this
-    project runs with (the benchmarks' PyTorch side)."""
+    """`environ` without this project's allocator settings (the huge-page tunable, a
+    preloaded jemalloc, JEMALLOC_CONF): what a program outside this project runs with
+    (the benchmarks' PyTorch side)."""
     stock = dict(environ)
     tunables = [t for t in stock.pop("GLIBC_TUNABLES", "").split(":") if t]
     tunables = [t for t in tunables if t.split("=", 1)[0] not in TUNABLES]
