@@ -37,6 +37,16 @@ JEMALLOC = "libjemalloc.so.2"
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0"
 
 
+def _entries(environ: dict[str, str], name: str) -> list[str]:
+    """The non-empty entries of a colon-separated variable (GLIBC_TUNABLES, LD_PRELOAD)."""
+    return [entry for entry in environ.get(name, "").split(":") if entry]
+
+
+def _is_allocator(path: str) -> bool:
+    """Whether a preloaded library is a malloc (jemalloc, tcmalloc, mimalloc)."""
+    return "malloc" in os.path.basename(path)
+
+
 def jemalloc_dirs() -> list[str]:
     """Where Debian/Ubuntu, Fedora, /usr/local and conda put the library."""
     prefixes = [p for p in (sys.prefix, os.environ.get("CONDA_PREFIX")) if p]
@@ -71,14 +81,14 @@ def malloc_environment(environ: dict[str, str]) -> dict[str, str] | None:
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return None
     changed = dict(environ)
-    tunables = [t for t in environ.get("GLIBC_TUNABLES", "").split(":") if t]
+    tunables = _entries(environ, "GLIBC_TUNABLES")
     present = {t.split("=", 1)[0] for t in tunables}
     missing = [f"{name}={value}" for name, value in TUNABLES.items() if name not in present]
     if missing:
         changed["GLIBC_TUNABLES"] = ":".join(tunables + missing)
-    preloaded = [p for p in environ.get("LD_PRELOAD", "").split(":") if p]
+    preloaded = _entries(environ, "LD_PRELOAD")
     jemalloc = find_jemalloc(environ)
-    if jemalloc and not any("malloc" in os.path.basename(p) for p in preloaded):  # the user's
+    if jemalloc and not any(map(_is_allocator, preloaded)):  # else the user's stays
         changed["LD_PRELOAD"] = ":".join([jemalloc, *preloaded])
         changed.setdefault("MALLOC_CONF", JEMALLOC_CONF)
     return changed if changed != environ else None
@@ -88,12 +98,11 @@ def stock_environment(environ: dict[str, str]) -> dict[str, str]:
     """`environ` without this project's allocator settings (the huge-page tunable, a
     preloaded jemalloc, JEMALLOC_CONF): what a program outside this project runs with
     (the benchmarks' PyTorch side)."""
-    stock = dict(environ)
-    tunables = [t for t in stock.pop("GLIBC_TUNABLES", "").split(":") if t]
-    tunables = [t for t in tunables if t.split("=", 1)[0] not in TUNABLES]
+    stock = {k: v for k, v in environ.items() if k not in ("GLIBC_TUNABLES", "LD_PRELOAD")}
+    tunables = [t for t in _entries(environ, "GLIBC_TUNABLES") if t.split("=")[0] not in TUNABLES]
     if tunables:
         stock["GLIBC_TUNABLES"] = ":".join(tunables)
-    preloaded = [p for p in stock.pop("LD_PRELOAD", "").split(":") if p]
+    preloaded = _entries(environ, "LD_PRELOAD")
     preloaded = [p for p in preloaded if not os.path.basename(p).startswith("libjemalloc")]
     if preloaded:
         stock["LD_PRELOAD"] = ":".join(preloaded)
@@ -104,7 +113,7 @@ def stock_environment(environ: dict[str, str]) -> dict[str, str]:
 
 def allocator(environ: dict[str, str]) -> str:
     """The allocator `environ` gives a process, in words (the benchmarks print it)."""
-    preloaded = [p for p in environ.get("LD_PRELOAD", "").split(":") if "malloc" in p]
+    preloaded = [p for p in _entries(environ, "LD_PRELOAD") if _is_allocator(p)]
     if preloaded:
         return f"{preloaded[0]} (MALLOC_CONF {environ.get('MALLOC_CONF') or 'unset'})"
     return f"glibc (GLIBC_TUNABLES {environ.get('GLIBC_TUNABLES') or 'unset'})"
