@@ -245,12 +245,24 @@ def _dicom_reader(records: Records, cfg: ml_collections.ConfigDict):
     return read_in_graph
 
 
-def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: SkipCounter):
-    """A tf function: row index -> example dict (image, targets, index, ok)."""
+def _example_loader(
+    records: Records,
+    cfg: ml_collections.ConfigDict,
+    counter: SkipCounter,
+    preprocessed: np.ndarray | None = None,
+):
+    """A tf function: row index -> example dict (image, targets, index, ok); with
+    `preprocessed` (every row's image as `preprocess` returns it) rows may be a vector."""
     labels = tf.constant(records.labels)
     mask = None if records.label_mask is None else tf.constant(records.label_mask)
     soft = None if records.soft_labels is None else tf.constant(records.soft_labels)
-    if records.images is not None:
+    if preprocessed is not None:
+        ready = tf.constant(preprocessed)
+
+        def load_image(index):
+            return tf.gather(ready, index), tf.ones_like(index, tf.bool)
+
+    elif records.images is not None:
         images = tf.constant(records.images)
 
         def load_image(index):
@@ -283,7 +295,7 @@ def _example_loader(records: Records, cfg: ml_collections.ConfigDict, counter: S
     def load(index):
         image, ok = load_image(index)
         example = {
-            "image": preprocess(image, cfg),
+            "image": image if preprocessed is not None else preprocess(image, cfg),
             "label": tf.gather(labels, index),
             "index": index,
             "ok": ok,
@@ -336,13 +348,14 @@ def build_dataset(
         )
     local = global_batch_size // processes
     n = len(records)
-    load = _example_loader(records, cfg, counter or SkipCounter())
+    ready = _preprocessed_in_memory(records, cfg) if train else None
+    load = _example_loader(records, cfg, counter or SkipCounter(), ready)
 
     def positions(step):
         return step * global_batch_size + process * local + tf.range(local, dtype=tf.int64)
 
     # Row indices are computed a whole batch at a time (one cheap op per step), so the
-    # only per-image stage is the parallel `load`.
+    # only per-image stage is the parallel `load` (none for small in-memory datasets).
     if train:
         last_step = np.iinfo(np.int64).max // global_batch_size
         steps = tf.data.Dataset.range(start_step, last_step)
@@ -350,10 +363,13 @@ def build_dataset(
             rows = steps.map(_graph(lambda s: _shuffled_row(positions(s), n, cfg.seed)))
         else:
             rows = steps.map(_graph(lambda s: positions(s) % n))
-        ds = rows.unbatch().map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-        if cfg.skip_corrupt:
-            ds = ds.filter(_graph(lambda ex: ex["ok"])).ignore_errors(log_warning=True)
-        ds = ds.batch(local, drop_remainder=True)
+        if ready is not None:  # one gather per batch instead of a map call per image
+            ds = rows.map(load)
+        else:
+            ds = rows.unbatch().map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            if cfg.skip_corrupt:
+                ds = ds.filter(_graph(lambda ex: ex["ok"])).ignore_errors(log_warning=True)
+            ds = ds.batch(local, drop_remainder=True)
         ds = ds.map(_graph(lambda batch: {k: v for k, v in batch.items() if k != "ok"}))
     else:
         num_steps = -(-n // global_batch_size)
@@ -365,6 +381,22 @@ def build_dataset(
         ).batch(local)
     ds = ds.prefetch(cfg.prefetch if cfg.prefetch >= 0 else AUTOTUNE)
     return ds.with_options(_OPTIONS)
+
+
+# In-memory images are preprocessed once for a training stream when the result fits in this
+# many bytes: the per-image map call otherwise costs about as much host CPU per step as a
+# small network's step (benchmarks/study_overhead.py).
+RESIDENT_BYTES = 512 << 20
+
+
+def _preprocessed_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> np.ndarray | None:
+    """Every row's image exactly as the per-image path preprocesses it (float32 in [-1, 1]),
+    for in-memory records whose preprocessed copy fits RESIDENT_BYTES; else None."""
+    if records.images is None:
+        return None
+    if len(records) * cfg.image_size**2 * cfg.channels * 4 > RESIDENT_BYTES:
+        return None
+    return decode_all(records, cfg)
 
 
 # tf.data's autotuning model re-optimises on a period that doubles as the pipeline runs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -114,6 +115,36 @@ def test_resume_gives_the_same_batches_as_an_uninterrupted_run():
     cfg.seed = 1
     other = take(pipeline.build_dataset(records, cfg, global_batch_size=8, train=True), 1)
     assert list(other[0]["index"]) != list(full[0]["index"])
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_in_memory_training_stream_gathers_what_the_per_image_path_gives(monkeypatch, processes):
+    """Small in-memory datasets are preprocessed once and gathered a batch at a time; the
+    batches equal the per-image path's bit for bit (resize, channels, targets, resume)."""
+    rng = np.random.default_rng(0)
+    records = dataclasses.replace(
+        in_memory_records(37, size=12),
+        images=rng.integers(0, 256, (37, 12, 12, 1), dtype=np.uint8),
+        soft_labels=rng.random((37, 2), dtype=np.float32),
+        label_mask=rng.random((37, 2)) < 0.5,
+        labels=(np.arange(37)[:, None] % np.array([2, 3]) == 0).astype(np.int32),
+    )
+    cfg = memory_cfg(size=8)  # a resize and gray -> RGB on every image
+    monkeypatch.setattr(pipeline.jax, "process_count", lambda: processes)
+
+    def stream():
+        ds = pipeline.build_dataset(records, cfg, global_batch_size=8, train=True, start_step=3)
+        return take(ds, 12)
+
+    gathered = stream()
+    assert pipeline._preprocessed_in_memory(records, cfg) is not None
+    monkeypatch.setattr(pipeline, "RESIDENT_BYTES", 0)  # the per-image path
+    assert pipeline._preprocessed_in_memory(records, cfg) is None
+    for a, b in zip(gathered, stream(), strict=True):
+        assert a.keys() == b.keys() == {"image", "label", "label_mask", "soft_label", "index"}
+        for key in a:
+            assert a[key].dtype == b[key].dtype and a[key].shape[0] == 8 // processes
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_closing_a_long_running_training_stream_does_not_wait_for_autotuning():
