@@ -11,7 +11,9 @@ config.workers the (size, seed) groups run in several processes (`workers_run`).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import copy
 import fcntl
 import functools
@@ -69,21 +71,26 @@ def run_study(config: ml_collections.ConfigDict, root: str, say: StudyLog) -> di
 
 def run_group(config: ml_collections.ConfigDict, root: str, size, seed: int, say) -> dict:
     """Every method's cell of one (size, seed): {cell id: result or error}."""
-    cell = grid.cell_root(root, size, seed)
-    manifest = write_subset_manifest(config, size, seed, cell, say)
+    manifest = write_subset_manifest(config, size, seed, grid.cell_root(root, size, seed), say)
     cells = {}
     for name in config.methods:
-        key = grid.cell_key(size, seed, name)
-        try:
-            cells[key] = run_cell(config, name, seed, manifest, cell, say)
-        except mixing.NoCeilingError as error:
-            cells[key] = {"no_ceiling": str(error)}
-            say(f"{key}: no ceiling available ({error})")
-        except Exception as error:  # a failed cell must not stop the grid
-            logging.error("Cell %s failed: %s", key, traceback.format_exc())
-            cells[key] = {"error": f"{type(error).__name__}: {error}"}
-            say(f"{key} FAILED: {error}")
+        cells.update(run_recorded(config, root, size, seed, name, manifest, say))
     return cells
+
+
+def run_recorded(config, root: str, size, seed: int, name: str, manifest: str, say) -> dict:
+    """{cell id: result}, or the cell's error recorded there: a failed cell must not stop
+    the grid."""
+    key = grid.cell_key(size, seed, name)
+    try:
+        return {key: run_cell(config, name, seed, manifest, grid.cell_root(root, size, seed), say)}
+    except mixing.NoCeilingError as error:
+        say(f"{key}: no ceiling available ({error})")
+        return {key: {"no_ceiling": str(error)}}
+    except Exception as error:
+        logging.error("Cell %s failed: %s", key, traceback.format_exc())
+        say(f"{key} FAILED: {error}")
+        return {key: {"error": f"{type(error).__name__}: {error}"}}
 
 
 def workers_for(config: ml_collections.ConfigDict, num_groups: int) -> int:
@@ -100,10 +107,12 @@ def workers_for(config: ml_collections.ConfigDict, num_groups: int) -> int:
 
 
 def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
-    """`run_group` of every group in `workers` fresh processes (spawned: a forked JAX
-    runtime is unsafe), largest sizes first. XLA:CPU runs the small networks of a study
-    on about one core, so a 2-core machine finishes the grid in about half the time. A
-    group's numbers do not depend on the process it ran in (tests/study)."""
+    """Every cell in `workers` fresh processes (spawned: a forked JAX runtime is unsafe),
+    one task per cell, largest sizes first and within a group the cells that train a GAN
+    first, so that the processes finish together (whole groups as tasks left one process
+    alone with the last group). XLA:CPU runs the small networks of a study on about one
+    core, so a 2-core machine finishes the grid in about half the time. A cell's numbers
+    do not depend on the process it ran in nor on what ran before it (tests/study)."""
     say(f"running {len(groups)} (size, seed) groups in {workers} processes")
     settings = {
         name: getattr(jax.config, name)
@@ -111,27 +120,39 @@ def workers_run(config, root: str, groups: list, workers: int, say) -> dict:
     }
     context = multiprocessing.get_context("spawn")
     order = sorted(groups, key=lambda g: -list(config.sizes).index(g[0]))
+    methods = sorted(config.methods, key=lambda name: not grid.method(name).gan)  # stable
     cells = {}
     with concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker, initargs=(settings,)
     ) as pool:
         log = StudyLog(say.started)
         reference = None
-        if measures_gan_quality(config):  # its feature network, beside the groups
+        if measures_gan_quality(config):  # its feature network, beside the cells
             reference = pool.submit(reference_classifier, config, root, log)
-        futures = {pool.submit(run_group, config, root, size, seed, log): (size, seed)
-                   for size, seed in order}  # fmt: skip
-        quality = []  # each finished group's GANs measured while later groups train
+        manifests = {  # while the first process starts
+            group: write_subset_manifest(config, *group, grid.cell_root(root, *group), say)
+            for group in order
+        }
+        futures = {
+            pool.submit(run_recorded, config, root, *group, name, manifests[group], log): group
+            for group in order
+            for name in methods
+        }
+        unfinished = collections.Counter(futures.values())
+        quality = []  # each finished group's GANs measured while later cells train
         measure = functools.partial(aggregate.group_gan_quality, config, root)
         for future in concurrent.futures.as_completed(futures):
-            if reference is not None and reference.exception() is None:
-                quality.append(pool.submit(measure, reference.result(), *futures[future]))
-        for future in futures:  # in grid order
+            group = futures[future]
+            unfinished[group] -= 1
+            if unfinished[group] == 0 and reference is not None and reference.exception() is None:
+                quality.append(pool.submit(measure, reference.result(), *group))
+        for future in futures:
             cells.update(future.result())
         for future in quality:  # a failure here is raised again where main() measures
             if future.exception() is not None:
                 logging.error("GAN quality in a worker failed: %s", future.exception())
-    return cells
+    keys = [grid.cell_key(size, seed, name) for size, seed in groups for name in config.methods]
+    return {key: cells[key] for key in keys}  # in grid order, as one process returns them
 
 
 def _start_worker(settings: dict) -> None:
@@ -202,8 +223,28 @@ def generated_folder(
     """Trains the cell's GAN on its real subset (once) and samples its images (once)."""
     workdir = grid.gan_workdir(cell, gan)
     folder = os.path.join(workdir, "generated")
-    if os.path.exists(os.path.join(folder, "manifest.json")):
-        return folder
+    with held(workdir):  # cells sharing it in other study workers wait for it
+        if not os.path.exists(os.path.join(folder, "manifest.json")):
+            train_and_sample(config, gan, seed, manifest, cell, workdir, folder, say)
+    return folder
+
+
+@contextlib.contextmanager
+def held(workdir: str):
+    """A run folder's lock, for a study's worker processes. A several-process (multi-host)
+    run has no workers; its processes run every cell together and must not wait on each
+    other."""
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_count() > 1:
+        yield
+        return
+    with open(os.path.join(workdir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def train_and_sample(config, gan: str, seed: int, manifest: str, cell: str, workdir, folder, say):
+    """The cell's GAN trained on its real subset and its images sampled into `folder`."""
     gan_config = copy.deepcopy(config.gans[gan])
     gan_config.seed = seed
     gan_config.data = copy.deepcopy(config.data)
@@ -219,7 +260,6 @@ def generated_folder(
     count = max(1, mixing.synthetic_count(config.synthetic_amount, real, config.minority_class))
     class_name = config.minority_class if conditional else ""
     sample.generate_images(workdir, count, folder, class_name, seed=seed, state=state)
-    return folder
 
 
 def fine_tuning_config(
@@ -246,9 +286,7 @@ def fine_tuning_config(
         first.gan.classes = tuple(c for c in subset.class_names if c != config.minority_class)
     study_root = os.path.dirname(os.path.dirname(cell))
     workdir = grid.pretrain_workdir(study_root, gan, pretraining_key(first, subset))
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, ".lock"), "w") as lock:  # a worker on another size waits
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with held(workdir):  # a worker on another size waits
         if not os.path.exists(os.path.join(workdir, "checkpoints")):
             say(f"pretraining GAN {workdir} on {first.gan.classes or 'every class'}")
         gan_train.train(first, workdir)  # resumes, or returns at once when it is done

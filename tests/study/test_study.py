@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -123,8 +124,8 @@ def test_a_seed_gets_the_same_numbers_alone_as_beside_other_seeds(tmp_path):
 
 
 def test_worker_processes_give_the_same_numbers_as_one_process(tmp_path):
-    """config.workers = 2: each (size, seed) group in a spawned process (the demo's
-    setting on CPUs); every prediction and the GANs' quality equal the in-process run's. Both
+    """config.workers = 2: each cell a task for two spawned processes (the demo's setting
+    on CPUs); every prediction and the GANs' quality equal the in-process run's. Both
     sizes of the seed need the same pretraining run at once: one trains it, the other
     waits for it (the run's lock) and fine-tunes from it."""
     config = get_config("smoke")
@@ -151,6 +152,21 @@ def test_worker_processes_give_the_same_numbers_as_one_process(tmp_path):
             cell = f"size={size}/seed=0/method={name}/test_predictions.npz"
             a, b = np.load(tmp_path / "one" / cell), np.load(tmp_path / "two" / cell)
             np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_cells_sharing_a_gan_in_two_worker_processes_train_it_once(tmp_path, capfd):
+    """`dcgan` and `dcgan+classic` need their group's DCGAN, and the two worker processes
+    start them together: one trains it (under the GAN run's lock), the other waits and
+    mixes in its images."""
+    config = get_config("smoke")
+    config.sizes, config.seeds, config.workers = ("4",), (0, 1), 2
+    config.size_unit, config.data.subset.class_counts = "minority", "benign=24"
+    config.methods, config.gan_eval.enabled = ("dcgan", "dcgan+classic"), False
+    cells = runner.run_study(config, str(tmp_path), runner.StudyLog())
+    trained = re.findall(r"training GAN \S+/gan=dcgan\n", capfd.readouterr().out)
+    assert len(trained) == len(config.seeds)
+    assert len(cells) == 4 and all("error" not in cell for cell in cells.values())
+    assert len({cell["synthetic_images"] for cell in cells.values()} - {0}) == 1
 
 
 def test_rerun_skips_done_cells_and_adding_a_method_runs_only_it(study):
