@@ -120,7 +120,7 @@ def get_config(preset: str = "demo") -> ml_collections.ConfigDict:
     # 'minority': 'N' minority images, the other classes as data.subset leaves them.
     config.size_unit = "per_class"
     config.seeds = (0, 1, 2)
-    # Processes that run the (size, seed) groups side by side; 0 = one per CPU core (at
+    # Processes that run the cells side by side; 0 = one per CPU core (at
     # most 4) on a CPU backend, 1 on accelerators and in multi-host runs.
     config.workers = 1
     config.methods = (

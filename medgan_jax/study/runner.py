@@ -6,7 +6,7 @@ and shared by every method that mixes its images in. A cell whose metrics.json e
 is skipped, so re-running resumes and adding a method or size runs only the new cells;
 a failing cell is recorded and the others go on. The folders are grid.py's; the
 reference classifier is the grid's own size=all base cell when it has one. With
-config.workers the (size, seed) groups run in several processes (`workers_run`).
+config.workers the cells run in several processes (`workers_run`).
 """
 
 from __future__ import annotations
