@@ -2,6 +2,7 @@
 
   python benchmarks/study_overhead.py [--sizes 50] [--seeds 0,1] [--methods base,dcgan,...]
                                       [--image-size 32] [--seeds-together 3] [--preset demo]
+                                      [--stream-batches 300]
 
 Runs one cell of the demo study (configs/study.py:demo; --preset smoke is the tests' tiny
 one) per size and seed, in one process as the study does (the entry points' allocator,
@@ -15,8 +16,11 @@ it times the same compiled programs alone on device-resident batches of the run'
   compute = steps x (one GAN step) + sampled images / batch x (one generator pass)
 
 and prints wall, compute and their ratio per run (target: wall <= 1.5x compute), and the
-totals. Last, it measures the lever of training a cell's seeds together: one vmapped step
-over 3 seeds' parameters and batches against the 3 steps one after another. Results go
+totals. Then two probes: the host time per batch of a classifier's training stream on the
+cell's in-memory images, gathered from images preprocessed once against the per-image
+tf.data map it replaced (--stream-batches), and the lever of training a cell's seeds
+together: one vmapped step over 3 seeds' parameters and batches against the 3 steps one
+after another (--seeds-together). Results go
 to benchmarks/results/study_overhead.json. The machine is shared and noisy: compare
 ratios, not seconds, between machines.
 """
@@ -229,6 +233,38 @@ def sampling_compute(row: dict) -> dict:
     return {"compute": -(-row["num"] // batch) * per_batch}
 
 
+def training_stream(clf_config, batches: int) -> dict:
+    """Host milliseconds per batch of a classifier's training stream on the demo's
+    in-memory images (the input pipeline, numpy batches, no training): gathered from the
+    images preprocessed once (what the pipeline does for small in-memory datasets) against
+    the per-image path it replaces (data.pipeline.RESIDENT_BYTES = 0). The pipeline's
+    threads share the machine's cores with the steps, so this is host time a run pays."""
+    from medgan_jax.data import load_split, pipeline
+
+    records = load_split(clf_config.data, "train")
+
+    def ms_per_batch() -> float:
+        ds = pipeline.build_dataset(
+            records, clf_config.data, global_batch_size=clf_config.batch_size, train=True
+        )
+        stream = pipeline.host_batches(ds, records)
+        for _ in range(10):
+            next(stream)
+        started = time.perf_counter()
+        for _ in range(batches):
+            next(stream)
+        stream.close()
+        return (time.perf_counter() - started) / batches * 1000
+
+    gathered = ms_per_batch()
+    saved, pipeline.RESIDENT_BYTES = pipeline.RESIDENT_BYTES, 0
+    try:
+        per_image = ms_per_batch()
+    finally:
+        pipeline.RESIDENT_BYTES = saved
+    return {"gathered_ms": gathered, "per_image_ms": per_image, "ratio": per_image / gathered}
+
+
 def seeds_together(clf_config, gan_config, seeds: int = 3) -> dict:
     """The lever of training a cell's seeds as one vmapped program, measured: seconds of
     one step of each seed in turn vs one step of all of them vmapped (classifier, GAN)."""
@@ -363,6 +399,9 @@ def main() -> None:
         "--image-size", type=int, default=0, help="override the demo's (0: keep it)"
     )
     parser.add_argument("--seeds-together", type=int, default=3, help="0: skip that probe")
+    parser.add_argument(
+        "--stream-batches", type=int, default=300, help="training-stream probe (0: skip)"
+    )
     parser.add_argument("--preset", default="demo", help="configs/study.py preset")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_overhead.json"))
     args = parser.parse_args()
@@ -381,11 +420,19 @@ def main() -> None:
         study_wall = time.perf_counter() - started
         for row in rows:
             row.update(COMPUTE[row["kind"]](row))
+        clf = next(r for r in rows if r["kind"] == "classifier")["config"]  # reads the cell
+        stream = training_stream(clf, args.stream_batches) if args.stream_batches else {}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     rows = with_sampling_in_its_gan(rows)
     table = print_table(rows, root)
     print(f"cells' wall incl. set-up: {study_wall:.1f} s on {cpu_model()}")
+    if stream:
+        print(
+            f"training stream, {clf.batch_size} images per batch: gathered "
+            f"{stream['gathered_ms']:.3f} ms/batch, per image {stream['per_image_ms']:.3f} "
+            f"ms/batch (gathered is {stream['ratio']:.1f}x as fast)"
+        )
     together = {}
     if args.seeds_together:
         clf = next(r for r in rows if r["kind"] == "classifier")["config"]
@@ -405,6 +452,7 @@ def main() -> None:
         "runs": [{k: v for k, v in r.items() if k != "workdir"} for r in table],
         "cells_wall": study_wall,
         "seeds_together": together,
+        "training_stream": stream,
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -16,6 +16,7 @@ def test_smoke_cells_give_every_run_kind_its_wall_and_compute(tmp_path):
     out = tmp_path / "study_overhead.json"
     argv = ["--preset", "smoke", "--sizes", "8", "--seeds", "0,1"]
     argv += ["--methods", "base,weighted,dcgan_transfer", "--seeds-together", "2"]
+    argv += ["--stream-batches", "20"]
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
     script = str(ROOT / "benchmarks" / "study_overhead.py")
     proc = subprocess.run(
@@ -42,4 +43,7 @@ def test_smoke_cells_give_every_run_kind_its_wall_and_compute(tmp_path):
     for kind in ("classifier", "gan"):
         probe = result["seeds_together"][kind]
         assert probe["ratio"] == pytest.approx(probe["one_at_a_time"] / probe["vmapped"])
+    stream = result["training_stream"]
+    assert stream["ratio"] == pytest.approx(stream["per_image_ms"] / stream["gathered_ms"])
     assert "wall/compute" in proc.stdout and "vmapped is" in proc.stdout
+    assert "gathered is" in proc.stdout
