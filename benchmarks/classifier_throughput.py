@@ -134,6 +134,15 @@ as now: ResNet-50 6.0 against 5.8 (5376 against 5498 ms, 1.02x), DenseNet-121 7.
 against 90.6 (1.23x). ResNet-50 is now about even with PyTorch rather than behind, as is
 DenseNet-121.
 
+2026-12-05 evening, an AMD EPYC host about twice as fast (XLA's matmul 430-440 GFLOP/s;
+the README has this script's runs there: ResNet-50 1.17x, 0.62x and 1.16x, DenseNet-121
+1.39x and 1.30x, SimpleCNN 1.53x and 1.54x; the 0.62x run's timed steps took 611,794 page
+faults each on our side, the others about 5,000). Tried, not set: XLA's
+--xla_cpu_prefer_vector_width=512 (ours alone, one-off, two alternating processes each,
+5 steps): ResNet-50 2530 / 2479 against 2580 / 2503 ms, DenseNet-121 2212 / 2227 against
+2303 / 2306 ms (1.5% and 3.7%), the diffusion step 1097 / 1013 against 1038 / 1011 ms:
+within this machine's noise for a flag that changes every program's float paths.
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 

@@ -155,6 +155,21 @@ training 2290 against 1838 ms (0.80x), sampling after training 25.9 against 19.8
 our side releases, what jemalloc keeps): 2212 against 1914 ms (0.87x), 23.7 against
 20.5 s (0.86x) and 24.7 against 24.0 s (0.97x). No difference beyond the noise.
 
+2026-12-05 evening (an AMD EPYC host about twice as fast, XLA's matmul at 444 GFLOP/s),
+this script at 21:51: training 1071 against 999 ms (0.93x), sampling 11.2 against 11.0 s
+(0.98x), only sampling 12.4 against 12.6 s (1.01x). torch.profiler of PyTorch's step
+(951 ms that hour): convolution_backward 398 ms, mkldnn_convolution 204, flash attention
+backward 85 and forward 37, mm 81, everything else about 120; jax.profiler of ours (1030-
+1512 ms per traced step, the same program, varying with the hour) puts its dots at
+135-180 ms, under PyTorch's attention and mm, and its elementwise fusions (GroupNorm,
+SiLU, the attention's softmax, layout copies) at 250-400 ms against PyTorch's 120: no
+single op above 7 ms, so nothing left to rewrite one op at a time. The nearest upsample
+and 3x3 conv as layers.upsample_conv3x3 again (also no reduce-window gradient for the
+repeat), ours alone in 5 alternating pairs of processes: training 1009 / 1135 / 1037 /
+1222 / 1002 against 1071 / 1079 / 1133 / 1050 / 1026 ms, a 6-step sampler 3.24-3.90
+against 3.43-3.65 s: at most a few percent, not kept (it would change the README's
+trained model's float path).
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
