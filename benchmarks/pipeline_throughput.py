@@ -111,6 +111,7 @@ def run_medgan_jax(folder: Path, started: list[float], channels: int = 3, suffix
     records = load_split(cfg, "train")
     assert all(p.endswith(suffix) for p in records.paths)
     steps = len(records) // BATCH
+    pipeline.RESIDENT_BYTES = 0  # the streaming path (what datasets larger than that take)
     ds = pipeline.build_dataset(records, cfg, global_batch_size=BATCH, train=True)
     seen = 0
     for _, batch in zip(range(steps), pipeline.host_batches(ds, records)):

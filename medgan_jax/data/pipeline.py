@@ -4,7 +4,9 @@ Training streams an endless, seeded order of the records: global sample position
 g maps to row `index_shuffle(g mod N, seed=[seed, g div N])`, i.e. a fresh
 permutation per epoch computed without materialising it. Only file paths are held
 in memory, so memory stays flat as the dataset grows, and a run resumed at step s
-sees exactly the batches an uninterrupted run would have seen (`start_step`).
+sees exactly the batches an uninterrupted run would have seen (`start_step`). A small
+training set (RESIDENT_BYTES) is preprocessed once and its batches gathered: the same
+batches.
 Each process reads only its own slice of every global batch (multi-host).
 """
 
@@ -348,14 +350,14 @@ def build_dataset(
         )
     local = global_batch_size // processes
     n = len(records)
-    ready = _preprocessed_in_memory(records, cfg) if train else None
+    ready = _preprocessed_once(records, cfg) if train else None
     load = _example_loader(records, cfg, counter or SkipCounter(), ready)
 
     def positions(step):
         return step * global_batch_size + process * local + tf.range(local, dtype=tf.int64)
 
     # Row indices are computed a whole batch at a time (one cheap op per step), so the
-    # only per-image stage is the parallel `load` (none for small in-memory datasets).
+    # only per-image stage is the parallel `load` (none for small datasets).
     if train:
         last_step = np.iinfo(np.int64).max // global_batch_size
         steps = tf.data.Dataset.range(start_step, last_step)
@@ -383,16 +385,19 @@ def build_dataset(
     return ds.with_options(_OPTIONS)
 
 
-# In-memory images are preprocessed once for a training stream when the result fits in this
-# many bytes: the per-image map call otherwise costs about as much host CPU per step as a
-# small network's step (benchmarks/study_overhead.py).
+# A training stream whose preprocessed images fit in this many bytes reads and preprocesses
+# each image once and gathers its batches: the per-image map (and, for files, decoding)
+# otherwise runs again every epoch, host CPU taken from the steps (for the demo's small
+# networks about as much as a step; benchmarks/study_overhead.py).
 RESIDENT_BYTES = 512 << 20
 
 
-def _preprocessed_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> np.ndarray | None:
+def _preprocessed_once(records: Records, cfg: ml_collections.ConfigDict) -> np.ndarray | None:
     """Every row's image exactly as the per-image path preprocesses it (float32 in [-1, 1]),
-    for in-memory records whose preprocessed copy fits RESIDENT_BYTES; else None."""
-    if records.images is None:
+    where that copy fits RESIDENT_BYTES; else None. Files that `skip_corrupt` may drop
+    stream, so that a skipped file leaves the stream as it always did; any other unreadable
+    file fails here, naming it, before the first step."""
+    if records.images is None and cfg.skip_corrupt:
         return None
     if len(records) * cfg.image_size**2 * cfg.channels * 4 > RESIDENT_BYTES:
         return None

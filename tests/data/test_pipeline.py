@@ -137,9 +137,9 @@ def test_in_memory_training_stream_gathers_what_the_per_image_path_gives(monkeyp
         return take(ds, 12)
 
     gathered = stream()
-    assert pipeline._preprocessed_in_memory(records, cfg) is not None
+    assert pipeline._preprocessed_once(records, cfg) is not None
     monkeypatch.setattr(pipeline, "RESIDENT_BYTES", 0)  # the per-image path
-    assert pipeline._preprocessed_in_memory(records, cfg) is None
+    assert pipeline._preprocessed_once(records, cfg) is None
     for a, b in zip(gathered, stream(), strict=True):
         assert a.keys() == b.keys() == {"image", "label", "label_mask", "soft_label", "index"}
         for key in a:
@@ -200,15 +200,47 @@ def test_global_batches_are_sharded_over_8_devices():
         next(pipeline.global_batches(records, cfg, mesh, global_batch_size=12, train=True))
 
 
-def test_truncated_image_error_names_the_file(folder_root, folder_config):
+@pytest.mark.parametrize("read_once", [True, False])
+def test_truncated_image_error_names_the_file(folder_root, folder_config, monkeypatch, read_once):
+    """A small dataset is read once when its training stream is built (the error comes
+    before the first step); a large one streams (the error comes with its batch)."""
     bad = folder_root / "train" / "benign" / "b2_truncated.jpg"
     bad.write_bytes((folder_root / "train" / "benign" / "sub" / "b2.jpg").read_bytes()[:300])
     records = load_split(folder_config, "train")
-    ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=True)
+    if not read_once:
+        monkeypatch.setattr(pipeline, "RESIDENT_BYTES", 0)
     with pytest.raises(
         DataError, match=r"Unreadable, truncated or non-image file.*b2_truncated.jpg"
     ):
+        ds = pipeline.build_dataset(records, folder_config, global_batch_size=8, train=True)
+        assert not read_once
         take(ds, 1)
+
+
+def test_small_file_dataset_is_read_once_into_the_same_batches(
+    folder_config, folder_root, monkeypatch
+):
+    """A folder dataset whose preprocessed images fit RESIDENT_BYTES is decoded once and
+    gathered: the batches equal the streamed per-image path's bit for bit, with resume."""
+    records = load_split(folder_config, "train")
+    assert pipeline._preprocessed_once(records, folder_config) is not None
+
+    def stream():
+        ds = pipeline.build_dataset(
+            records, folder_config, global_batch_size=4, train=True, start_step=2
+        )
+        return take(ds, 8)
+
+    gathered = stream()
+    monkeypatch.setattr(pipeline, "RESIDENT_BYTES", 0)
+    for a, b in zip(gathered, stream(), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key].dtype == b[key].dtype
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    folder_config.skip_corrupt = True  # a file it skips must leave the stream, as always
+    monkeypatch.undo()
+    assert pipeline._preprocessed_once(records, folder_config) is None
 
 
 def test_skip_corrupt_skips_and_counts(folder_root, folder_config, caplog):
