@@ -394,10 +394,11 @@ RESIDENT_BYTES = 512 << 20
 
 def _preprocessed_once(records: Records, cfg: ml_collections.ConfigDict) -> np.ndarray | None:
     """Every row's image exactly as the per-image path preprocesses it (float32 in [-1, 1]),
-    where that copy fits RESIDENT_BYTES; else None. Files that `skip_corrupt` may drop
-    stream, so that a skipped file leaves the stream as it always did; any other unreadable
-    file fails here, naming it, before the first step."""
-    if records.images is None and cfg.skip_corrupt:
+    where that copy fits RESIDENT_BYTES; else None. Files stream where `skip_corrupt` may
+    drop one (a skipped file leaves the stream as it always did) and in a several-process
+    run (each process opens only its slice of every batch); otherwise an unreadable file
+    fails here, naming it, before the first step."""
+    if records.images is None and (cfg.skip_corrupt or jax.process_count() > 1):
         return None
     if len(records) * cfg.image_size**2 * cfg.channels * 4 > RESIDENT_BYTES:
         return None

@@ -238,8 +238,11 @@ def test_small_file_dataset_is_read_once_into_the_same_batches(
         for key in a:
             assert a[key].dtype == b[key].dtype
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    folder_config.skip_corrupt = True  # a file it skips must leave the stream, as always
     monkeypatch.undo()
+    monkeypatch.setattr(pipeline.jax, "process_count", lambda: 2)
+    assert pipeline._preprocessed_once(records, folder_config) is None  # each reads its slice
+    monkeypatch.undo()
+    folder_config.skip_corrupt = True  # a file it skips must leave the stream, as always
     assert pipeline._preprocessed_once(records, folder_config) is None
 
 
