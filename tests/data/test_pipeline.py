@@ -217,11 +217,10 @@ def test_truncated_image_error_names_the_file(folder_root, folder_config, monkey
         take(ds, 1)
 
 
-def test_small_file_dataset_is_read_once_into_the_same_batches(
-    folder_config, folder_root, monkeypatch
-):
-    """A folder dataset whose preprocessed images fit RESIDENT_BYTES is decoded once and
-    gathered: the batches equal the streamed per-image path's bit for bit, with resume."""
+def test_small_file_dataset_is_read_once_into_the_same_batches(folder_config, monkeypatch):
+    """A folder dataset (JPEG, PNG, gray, RGBA, 16-bit, mixed sizes) whose preprocessed
+    images fit RESIDENT_BYTES is decoded once and gathered: the batches equal the streamed
+    per-image path's bit for bit, with resume."""
     records = load_split(folder_config, "train")
     assert pipeline._preprocessed_once(records, folder_config) is not None
 
