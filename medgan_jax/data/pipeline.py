@@ -509,13 +509,17 @@ def decode_all(
     ds = build_dataset(
         records, cfg, global_batch_size=batch_size, train=False, every_process_reads_all=True
     )
-    batches = list(host_batches(ds, records))
-    valid = np.concatenate([b["valid"] for b in batches])  # False on padding and bad files
-    if valid.sum() != len(records):
+    images = np.empty((len(records), cfg.image_size, cfg.image_size, cfg.channels), np.float32)
+    filled = 0  # batches go straight into `images`: no list of them and no concatenated copy
+    for batch in host_batches(ds, records):
+        valid = batch["image"][batch["valid"]]  # False on padding and bad files
+        images[filled : filled + len(valid)] = valid[: len(records) - filled]
+        filled += len(valid)
+    if filled != len(records):
         raise DataError(
-            f"{len(records) - int(valid.sum())} image(s) of {records.description} are unreadable."
+            f"{len(records) - filled} image(s) of {records.description} are unreadable."
         )
-    return np.concatenate([b["image"] for b in batches])[valid].astype(np.float32)
+    return images
 
 
 def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records:

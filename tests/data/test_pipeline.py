@@ -271,6 +271,21 @@ def test_skip_corrupt_skips_and_counts(folder_root, folder_config, caplog):
     assert {i for i, v in valid.items() if not v} == bad
 
 
+def test_decode_all_gives_every_image_in_order_or_counts_the_unreadable(folder_root, folder_config):
+    records = load_split(folder_config, "train")
+    images = pipeline.decode_all(records, folder_config, batch_size=4)  # a padded last batch
+    (streamed,) = take(
+        pipeline.build_dataset(records, folder_config, global_batch_size=64, train=False), 1
+    )
+    size, channels = folder_config.image_size, folder_config.channels
+    assert images.shape == (len(records), size, size, channels) and images.dtype == np.float32
+    np.testing.assert_array_equal(images, streamed["image"][: len(records)])
+    (folder_root / "train" / "benign" / "empty.png").write_bytes(b"")
+    folder_config.skip_corrupt = True  # marked invalid instead of failing in the pipeline
+    with pytest.raises(DataError, match=r"1 image\(s\) of folder .* are unreadable"):
+        pipeline.decode_all(load_split(folder_config, "train"), folder_config, batch_size=4)
+
+
 def test_cache_matches_streaming(folder_config):
     records = load_split(folder_config, "train")
     cached = pipeline.cache_in_memory(records, folder_config)
