@@ -435,7 +435,6 @@ def main() -> None:
         )
     together = {}
     if args.seeds_together:
-        clf = next(r for r in rows if r["kind"] == "classifier")["config"]
         gan = next((r for r in rows if r["kind"] == "gan"), None)
         together = seeds_together(clf, gan["config"], args.seeds_together)
         for kind, t in together.items():

@@ -513,7 +513,7 @@ def decode_all(
     filled = 0  # batches go straight into `images`: no list of them and no concatenated copy
     for batch in host_batches(ds, records):
         valid = batch["image"][batch["valid"]]  # False on padding and bad files
-        images[filled : filled + len(valid)] = valid[: len(records) - filled]
+        images[filled : filled + len(valid)] = valid
         filled += len(valid)
     if filled != len(records):
         raise DataError(
