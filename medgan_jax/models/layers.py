@@ -566,12 +566,40 @@ def _group_norm_backward(groups, epsilon, residuals, dy):
 group_norm.defvjp(_group_norm_forward, _group_norm_backward)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def group_norm_silu(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int, epsilon: float):
+    """silu(group_norm(x)) in one pass over the normalised maps; the backward pass
+    recomputes them and their sigmoid from x, which the GroupNorm backward keeps anyway,
+    instead of reading a saved sigmoid (benchmarks/diffusion_throughput.py)."""
+    return _group_norm_silu_forward(x, scale, bias, groups, epsilon)[0]
+
+
+def _group_norm_silu_forward(x, scale, bias, groups, epsilon):
+    z, residuals = _group_norm_forward(x, scale, bias, groups, epsilon)
+    return jax.nn.silu(z), (residuals, bias)
+
+
+def _group_norm_silu_backward(groups, epsilon, residuals, dy):
+    (x, mean, inv, scale), bias = residuals
+    # Written unlike the forward's (x - mean) * (inv * scale) + bias: XLA would otherwise
+    # merge the two sigmoids into one buffer written in the forward and read back here.
+    a = inv * scale
+    z = x * a + (bias - mean * a)
+    sig = jax.nn.sigmoid(z)
+    dz = materialize(dy * (sig * (1 + z * (1 - sig))))  # read by three passes below
+    return _group_norm_backward(groups, epsilon, (x, mean, inv, scale), dz)
+
+
+group_norm_silu.defvjp(_group_norm_silu_forward, _group_norm_silu_backward)
+
+
 class GroupNorm(nn.Module):
     """nn.GroupNorm over the last axis (parameters `scale`, `bias`; the same numbers to
     float rounding), by `group_norm`; float32 arithmetic, output in x's dtype."""
 
     num_groups: int
     epsilon: float = 1e-6
+    silu: bool = False  # silu(GroupNorm(x)) by `group_norm_silu`
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -580,7 +608,8 @@ class GroupNorm(nn.Module):
             raise ValueError(f"GroupNorm: {self.num_groups} groups do not divide {features}.")
         scale = self.param("scale", nn.initializers.ones, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
-        return group_norm(x, scale, bias, self.num_groups, self.epsilon).astype(x.dtype)
+        norm = group_norm_silu if self.silu else group_norm
+        return norm(x, scale, bias, self.num_groups, self.epsilon).astype(x.dtype)
 
 
 # ------------------------------------------------------------------- attention

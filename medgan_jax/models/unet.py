@@ -50,11 +50,11 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool) -> jax.Array:
-        h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm1")(x))
+        h = layers.GroupNorm(self.num_groups, EPSILON, silu=True, name="norm1")(x)
         h = Conv(self.features, 3, dtype=self.dtype, name="conv1")(h)
         e = nn.Dense(self.features, dtype=self.dtype, name="emb_proj")(nn.silu(emb))
         h = layers.add_per_sample(h, e)
-        h = nn.silu(layers.GroupNorm(self.num_groups, EPSILON, name="norm2")(h))
+        h = layers.GroupNorm(self.num_groups, EPSILON, silu=True, name="norm2")(h)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = Conv(self.features, 3, dtype=self.dtype, name="conv2")(h)
         if x.shape[-1] != self.features:
@@ -147,7 +147,7 @@ class UNet(nn.Module):
                 h = Conv(widths[level], 3, dtype=self.dtype, name=f"up{level}_sample")(h)
                 resolution *= 2
 
-        h = nn.silu(layers.GroupNorm(groups, EPSILON, name="norm_out")(h))
+        h = layers.GroupNorm(groups, EPSILON, silu=True, name="norm_out")(h)
         zeros = nn.initializers.zeros  # the network starts as D(x) = c_skip x
         out = Conv(self.channels, 3, kernel_init=zeros, dtype=self.dtype, name="conv_out")(h)
         return out.astype(jnp.float32)

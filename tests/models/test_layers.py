@@ -263,26 +263,25 @@ def test_avg_pool2_equals_flax_avg_pool(shape):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("silu", [False, True], ids=["plain", "silu"])
 @pytest.mark.parametrize("shape, groups", [((3, 5, 4, 16), 4), ((2, 7, 6, 8), 8), ((4, 9), 3)])
-def test_group_norm_equals_flax_in_value_and_gradient(shape, groups):
+def test_group_norm_equals_flax_in_value_and_gradient(shape, groups, silu):
+    """layers.GroupNorm, and with silu=True (group_norm_silu's own backward pass) against
+    nn.silu of flax's GroupNorm."""
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(1.0, 2.0, shape).astype(np.float32))
     weights = jnp.asarray(rng.normal(size=shape).astype(np.float32))
     features = shape[-1]
     params = {"scale": jnp.linspace(0.5, 2.0, features), "bias": jnp.linspace(-1, 1, features)}
 
-    def run(module):
-        loss = lambda params, x: jnp.sum(jnp.sin(module.apply({"params": params}, x)) * weights)
-        value, grads = jax.value_and_grad(loss, (0, 1))(params, x)
-        return (
-            value,
-            module.apply({"params": params}, x),
-            grads,
-            module.init(jax.random.PRNGKey(0), x),
-        )
+    def run(module, activation=lambda y: y):
+        apply = lambda params, x: activation(module.apply({"params": params}, x))
+        loss = lambda params, x: jnp.sum(jnp.sin(apply(params, x)) * weights)
+        value, grads = jax.jit(jax.value_and_grad(loss, (0, 1)))(params, x)
+        return value, apply(params, x), grads, module.init(jax.random.PRNGKey(0), x)
 
-    ours = run(layers.GroupNorm(groups, epsilon=1e-5))
-    flax_ = run(nn.GroupNorm(num_groups=groups, epsilon=1e-5))
+    ours = run(layers.GroupNorm(groups, epsilon=1e-5, silu=silu))
+    flax_ = run(nn.GroupNorm(num_groups=groups, epsilon=1e-5), nn.silu if silu else lambda y: y)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(flax_)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
     assert jax.tree.structure(ours[-1]) == jax.tree.structure(flax_[-1])  # same names
