@@ -628,10 +628,33 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     q = q * jnp.asarray(1 / np.sqrt(q.shape[-1]), q.dtype)
     logits = jnp.einsum("nhqd,nhkd->nhqk", q, k).astype(jnp.float32)
     # Softmax is shift-invariant, so the shift needs no gradient.
-    weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(-1, keepdims=True)))
+    shift = jax.lax.stop_gradient(_softmax_shift(q, k, logits, v.dtype))
+    weights = jnp.exp(logits - shift[..., None])
     out = jnp.einsum("nhqk,nhkd->nhqd", weights.astype(v.dtype), v).astype(jnp.float32)
     out = out / weights.sum(-1, keepdims=True)
     return out.astype(v.dtype).transpose(0, 2, 1, 3)
+
+
+SHIFT_LIMIT = 60.0  # exp(60) * T * |v| stays far below float32's (and bfloat16's) max
+
+
+def _softmax_shift(q, k, logits, dtype) -> jax.Array:
+    """[N, H, T]: what each row of the logits is shifted by before exp.
+
+    Its own diagonal logit q_i . k_i where no logit of the row can exceed that by more than
+    SHIFT_LIMIT (Cauchy-Schwarz: q_i . (k_j - k_i) <= |q_i| (max_j |k_j| + |k_i|)), so the
+    largest weight is between 1 and exp(SHIFT_LIMIT): no overflow, no row of zeros, and
+    no pass over the [T, T] logits for their row maxima. Otherwise (and for attention
+    between different sequences, or float16) the row maxima.
+    """
+    row_max = lambda logits: logits.max(-1)
+    if q.shape[2] != k.shape[2] or jnp.finfo(dtype).maxexp < 128:
+        return row_max(logits)
+    q, k = jax.lax.stop_gradient((q.astype(jnp.float32), k.astype(jnp.float32)))
+    k_norms = jnp.sqrt(jnp.sum(k * k, -1))
+    bound = jnp.sqrt(jnp.sum(q * q, -1)) * (k_norms.max(-1, keepdims=True) + k_norms)
+    diagonal = lambda _: jnp.sum(q * k, -1)
+    return jax.lax.cond(jnp.all(bound <= SHIFT_LIMIT), diagonal, row_max, logits)
 
 
 # ------------------------------------------------------- reductions as dots, conv

@@ -301,14 +301,46 @@ def test_dense_module_equals_flax_dense():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("std, diagonal", [(2.0, True), (4.0, False)], ids=["diagonal", "row-max"])
 @pytest.mark.parametrize("shape", [(2, 16, 4, 8), (3, 9, 1, 5)])
-def test_attention_equals_jax_dot_product_attention_in_value_and_gradient(shape):
+def test_attention_equals_jax_dot_product_attention_in_value_and_gradient(shape, std, diagonal):
+    """With either softmax shift (the diagonal logit; the row maxima where the logits may
+    exceed it by more than SHIFT_LIMIT) as jax's attention."""
     rng = np.random.default_rng(7)
-    q, k, v = (jnp.asarray(rng.normal(0, 2, shape).astype(np.float32)) for _ in range(3))
+    q, k, v = (jnp.asarray(rng.normal(0, std, shape).astype(np.float32)) for _ in range(3))
+    heads_major = [t.transpose(0, 2, 1, 3) for t in (q / np.sqrt(shape[-1]), k)]
+    logits = jnp.einsum("nhqd,nhkd->nhqk", *heads_major)
+    shift = layers._softmax_shift(*heads_major, logits, q.dtype)
+    assert np.array_equal(shift, logits.max(-1)) != diagonal
     got = _value_and_grads(layers.attention, q, k, v)
     want = _value_and_grads(jax.nn.dot_product_attention, q, k, v)
+    tolerance = 2e-5 * (std / 2) ** 4  # float32 rounding of exp grows with the logits' spread
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+def test_softmax_shift_is_the_diagonal_logit_only_where_no_logit_can_exceed_it_much():
+    rng = np.random.default_rng(9)
+    q, k = (jnp.asarray(rng.normal(size=(2, 3, 16, 8)).astype(np.float32)) for _ in range(2))
+    shift = lambda q, k: layers._softmax_shift(q, k, jnp.einsum("nhqd,nhkd->nhqk", q, k), q.dtype)
+    np.testing.assert_allclose(shift(q, k), jnp.sum(q * k, -1), rtol=1e-6)
+    spread = 10 * layers.SHIFT_LIMIT / float(jnp.linalg.norm(q, axis=-1).max())
+    big_q = q * spread  # a Cauchy-Schwarz bound above SHIFT_LIMIT: the row maxima
+    np.testing.assert_array_equal(shift(big_q, k), jnp.einsum("nhqd,nhkd->nhqk", big_q, k).max(-1))
+    short_k = k[:, :, :5]  # different sequences: no diagonal
+    np.testing.assert_array_equal(
+        shift(q, short_k), jnp.einsum("nhqd,nhkd->nhqk", q, short_k).max(-1)
+    )
+
+
+@pytest.mark.parametrize("lengths", [(16, 5), (5, 16)])
+def test_attention_between_sequences_of_different_lengths_equals_jax(lengths):
+    rng = np.random.default_rng(10)
+    (tq, tk), normal = lengths, lambda t: rng.normal(0, 2, (2, t, 2, 8)).astype(np.float32)
+    q, k, v = jnp.asarray(normal(tq)), jnp.asarray(normal(tk)), jnp.asarray(normal(tk))
+    np.testing.assert_allclose(
+        layers.attention(q, k, v), jax.nn.dot_product_attention(q, k, v), rtol=2e-5, atol=2e-5
+    )
 
 
 def test_attention_in_bfloat16_keeps_the_dtype_and_stays_close_to_float32():
