@@ -170,6 +170,40 @@ repeat), ours alone in 5 alternating pairs of processes: training 1009 / 1135 / 
 against 3.43-3.65 s: at most a few percent, not kept (it would change the README's
 trained model's float path).
 
+2026-12-06 (the same AMD EPYC host type, XLA's matmul at 444 GFLOP/s; one-off scripts
+in /tmp unless the command is named). jax.profiler of our step blamed the elementwise
+passes over the [N, H, W, C] maps, which run at this VM's memory rate (an exp over a
+33.5 MB array, read and written, takes 7-10 ms: about 9 GB/s): XLA merged the SiLU's
+sigmoid in the backward pass with the forward's, so the forward wrote it to memory for
+the backward to read, in two fusions. layers.group_norm_silu (GroupNorm and SiLU as one
+op, exact to float rounding, tested against nn.silu of flax's GroupNorm) writes only
+its output and recomputes the sigmoid from x in the backward pass, written differently
+so that XLA cannot merge the two; the profile's elementwise fusions 522 -> 432 ms per
+step. Then each softmax row shifted by its own diagonal logit where a Cauchy-Schwarz
+bound keeps the row within exp(60) of it (layers._softmax_shift, else the row max): no
+pass over the logits for their maxima (the attention core, forward and backward, 39.8-
+48.9 -> 36.5-38.3 ms). Our step alone in 4 x 3 alternating processes (min of 8 steps):
+session start 1246-1281 ms, with the fused op 1204-1251, with both 1191-1223; per
+network evaluation of the sampler 360-368, 355-372, 344-351 ms. This script (with
+--sample-steps 3, 2 x 2 alternating runs, 00:55-01:05): training 1062 / 1086 against
+1071 / 1123 ms before the attention change, sampling 1712 / 1738 against 1823 / 1818 ms
+per call, PyTorch 974-985 ms and 1501-1546 ms throughout. Our side moved more over the
+hour than PyTorch's (994 ms per step at 00:00, 1121 at 00:48; PyTorch 979 and 984).
+Tried and not kept: the attention in chunks of 4 images whose logits stay in cache
+(lax.map with rematerialisation; the core alone 46-48 -> 17-33 ms forward and backward,
+but the whole step 1144-1214 -> 1217-1296 ms, as the earlier lax.map attempts); the 3x3
+kernel gradient as one GEMM of x against dy shifted to the 9 taps (2-7x slower than
+XLA's convolution with its transposes) and the forward as x times the 9 taps' kernels
+then shifted sums (3-7x slower; XLA's forward convolutions run at 370-480 GFLOP/s here);
+GroupNorm's sums as reductions (3x slower than the products with ones); the XLA flags
+--xla_cpu_experimental_onednn_fusion_type=dot,
+--xla_cpu_experimental_xnn_fusion_type=dot,
+--xla_cpu_enable_concurrency_optimized_scheduler,
+--xla_cpu_experimental_enable_tiling_propagation and --xla_cpu_enable_fast_math (none
+faster than the default, one process each). What remains is spread thin: the kernel
+gradients' layout transposes (105-119 ms per step), the attention's products (134-155
+ms; PyTorch's fused attention 122 ms forward and backward), GroupNorm's passes.
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """

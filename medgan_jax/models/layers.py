@@ -595,7 +595,8 @@ group_norm_silu.defvjp(_group_norm_silu_forward, _group_norm_silu_backward)
 
 class GroupNorm(nn.Module):
     """nn.GroupNorm over the last axis (parameters `scale`, `bias`; the same numbers to
-    float rounding), by `group_norm`; float32 arithmetic, output in x's dtype."""
+    float rounding), by `group_norm`, or with silu=True nn.silu of it by
+    `group_norm_silu`; float32 arithmetic, output in x's dtype."""
 
     num_groups: int
     epsilon: float = 1e-6

@@ -9,9 +9,10 @@ upsampling, skip connections concatenated on the way up. The noise level enters 
 sinusoidal embedding through a two-layer MLP; class ids (`num_classes` > 0) add a learned
 embedding, with id `num_classes` the "no class" of classifier-free guidance.
 
-`dtype` is the computation dtype; parameters stay float32, GroupNorm and the softmax run
-in float32 and the output is float32. GroupNorm and the convolutions are layers.py's
-(reductions as products with ones, convolution gradients XLA:CPU runs fast).
+`dtype` is the computation dtype; parameters stay float32, GroupNorm (with the SiLU
+after it) and the softmax run in float32 and the output is float32. GroupNorm and the
+convolutions are layers.py's (reductions as products with ones, GroupNorm and SiLU as
+one op, convolution gradients XLA:CPU runs fast).
 """
 
 from __future__ import annotations
