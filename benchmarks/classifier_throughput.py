@@ -143,6 +143,25 @@ faults each on our side, the others about 5,000). Tried, not set: XLA's
 2303 / 2306 ms (1.5% and 3.7%), the diffusion step 1097 / 1013 against 1038 / 1011 ms:
 within this machine's noise for a flag that changes every program's float paths.
 
+Where the occasional million page faults per step on our side come from (2026-12-06,
+same host type). `--models resnet50,densenet121,simple_cnn --rounds 3` at 01:29 gave
+ResNet-50 12.8 against 10.3 images/s (1.25x), SimpleCNN 215.0 against 143.6 (1.50x) and
+DenseNet-121 5.6 against 13.5 (0.41x, best round 0.97x) with 1,009,009 faults per step
+on our side. Our DenseNet-121 step alone (one-off, 12 steps per process, jemalloc as the
+entry points set it): in about half the processes one step takes 8.3-8.5 s instead of
+2.2-2.4 s, with 1.008 million faults, and the resident memory grows from 7 to 11 GB; the
+other steps, before and after, take no faults. XLA:CPU takes a step's temporary buffer
+(about 4 GB here) as the step starts and frees it as it ends, and now and then the next
+step starts before the previous one's buffer is freed, so the allocator maps a second
+region once; training then reuses both. jemalloc with one arena (narenas:1) or with
+large allocations in their own arena (no oversize_threshold:0) did the same, once per
+process. This benchmark hands jemalloc's free memory back after every round
+(side_by_side.release_idle_memory), so in a process that has needed the second region
+the next round's timed step can fault it in again: the 0.41x and the earlier 0.62x
+measure that, not training's steady state (a training run pays the 6 s once). Not
+fixed yet: warming both regions after the hand-back, or not handing back, needs a check
+of the PyTorch-after-ours slowdown that made the hand-back necessary.
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 
