@@ -147,9 +147,9 @@ Where the occasional million page faults per step on our side come from (2026-12
 same host type). `--models resnet50,densenet121,simple_cnn --rounds 3` at 01:29 gave
 ResNet-50 12.8 against 10.3 images/s (1.25x), SimpleCNN 215.0 against 143.6 (1.50x) and
 DenseNet-121 5.6 against 13.5 (0.41x, best round 0.97x) with 1,009,009 faults per step
-on our side. Our DenseNet-121 step alone (one-off, 12 steps per process, jemalloc as the
-entry points set it): in about half the processes one step takes 8.3-8.5 s instead of
-2.2-2.4 s, with 1.008 million faults, and the resident memory grows from 7 to 11 GB; the
+on our side. Our DenseNet-121 step alone (one-off, 6-12 steps per process, jemalloc): in
+10 of 16 processes one step, once, took 8.3-8.5 s instead of 2.2-2.4 s with 1.008
+million faults (or an untimed warm-up step did), and resident memory grew from 7 to 11 GB; the
 other steps, before and after, take no faults. XLA:CPU takes a step's temporary buffer
 (about 4 GB here) as the step starts and frees it as it ends, and now and then the next
 step starts before the previous one's buffer is freed, so the allocator maps a second
