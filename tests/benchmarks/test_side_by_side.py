@@ -103,3 +103,26 @@ def test_release_hands_back_what_jemalloc_keeps():
             assert probe["kept"] - probe["after"] >= 200 << 20, probe
         else:  # glibc gave the block back at free(): nothing left to release
             assert abs(probe["kept"] - probe["after"]) < 32 << 20, probe
+
+
+def test_timed_steps_on_untimed_while_a_handed_back_region_faults_in(monkeypatch):
+    monkeypatch.setattr(side_by_side, "release_idle_memory", lambda: None)
+    calls = []
+
+    def faults_of(step, faulting_calls):  # the first calls fault a handed-back region in
+        step()
+        return side_by_side.REFAULT_PAGES * 10 if len(calls) <= faulting_calls else 50
+
+    cases = ((0, True, 0), (1, True, 1), (2, True, 2), (9, True, 3), (9, False, 0))
+    for faulting, settle, expected_settle in cases:
+        calls.clear()
+        monkeypatch.setattr(
+            side_by_side, "page_faults_during", lambda step, n=faulting: faults_of(step, n)
+        )
+        reply = side_by_side.timed(lambda: calls.append(1), settle=settle)(steps=2)
+        assert reply["settle_steps"] == expected_settle
+        assert len(calls) == 1 + expected_settle + 2
+    # a side told not to warm up (a long sampler call) is not settled either
+    calls.clear()
+    reply = side_by_side.timed(lambda: calls.append(1), warm=0, settle=True)(steps=1)
+    assert reply["settle_steps"] == 0 and len(calls) == 1
