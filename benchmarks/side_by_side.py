@@ -179,20 +179,19 @@ def timed(
         while settle and warm and last_faults > REFAULT_PAGES and settle_steps < SETTLE_STEPS:
             last_faults = page_faults_during(step)
             settle_steps += 1
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        cpu, walls = time.process_time(), []
+        cpu, walls, faults = time.process_time(), [], []
         for _ in range(steps):
             start = time.perf_counter()
-            step()
+            faults.append(page_faults_during(step))
             walls.append(time.perf_counter() - start)
         cpu = (time.process_time() - cpu) / steps
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
         release_idle_memory()
         return {
             "walls": walls,
             "wall": sum(walls) / steps,
             "cpu": cpu,
-            "page_faults": faults,
+            "page_faults": sum(faults) / steps,
+            "step_page_faults": faults,
             "settle_steps": settle_steps,
         }
 
