@@ -321,6 +321,23 @@ def _shuffled_row(position: tf.Tensor, n: int, seed: int) -> tf.Tensor:
     return tf.raw_ops.RandomIndexShuffle(index=offset, seed=seeds, max_index=last, rounds=4)
 
 
+def _process_share(
+    records: Records, global_batch_size: int, every_process_reads_all: bool = False
+) -> tuple[int, int]:
+    """(this process's index, its images per batch) of a stream over `records`."""
+    app.hide_accelerators_from_tf()
+    if len(records) == 0:
+        raise DataError(f"No images to read from {records.description}.")
+    processes, process = jax.process_count(), jax.process_index()
+    if every_process_reads_all:
+        processes, process = 1, 0
+    if global_batch_size % processes:
+        raise DataError(
+            f"Batch size {global_batch_size} must be divisible by the {processes} processes."
+        )
+    return process, global_batch_size // processes
+
+
 def build_dataset(
     records: Records,
     cfg: ml_collections.ConfigDict,
@@ -338,17 +355,7 @@ def build_dataset(
     `every_process_reads_all`: whole batches in every process (host-side computations
     that each process makes on all the images).
     """
-    app.hide_accelerators_from_tf()
-    if len(records) == 0:
-        raise DataError(f"No images to read from {records.description}.")
-    processes, process = jax.process_count(), jax.process_index()
-    if every_process_reads_all:
-        processes, process = 1, 0
-    if global_batch_size % processes:
-        raise DataError(
-            f"Batch size {global_batch_size} must be divisible by the {processes} processes."
-        )
-    local = global_batch_size // processes
+    process, local = _process_share(records, global_batch_size, every_process_reads_all)
     n = len(records)
     ready = _preprocessed_once(records, cfg) if train else None
     load = _example_loader(records, cfg, counter or SkipCounter(), ready)
@@ -403,6 +410,55 @@ def _preprocessed_once(records: Records, cfg: ml_collections.ConfigDict) -> np.n
     if len(records) * cfg.image_size**2 * cfg.channels * 4 > RESIDENT_BYTES:
         return None
     return decode_all(records, cfg)
+
+
+def training_batches(
+    records: Records,
+    cfg: ml_collections.ConfigDict,
+    *,
+    global_batch_size: int,
+    start_step: int = 0,
+    counter: SkipCounter | None = None,
+) -> Iterator[dict]:
+    """This process's numpy batches of the endless training stream (build_dataset's, bit
+    for bit). A resident training set's batches are gathered here without tf.data: its
+    pipeline costs more to build and to run per batch than a small run's steps
+    (benchmarks/study_overhead.py)."""
+    ready = _preprocessed_once(records, cfg)
+    if ready is None:
+        ds = build_dataset(
+            records, cfg, global_batch_size=global_batch_size, train=True,
+            start_step=start_step, counter=counter,
+        )  # fmt: skip
+        return host_batches(ds, records, counter)
+    return _gathered_batches(records, cfg, ready, global_batch_size, start_step)
+
+
+def _gathered_batches(
+    records: Records, cfg: ml_collections.ConfigDict, ready, global_batch_size, start_step
+) -> Iterator[dict]:
+    """build_dataset's training batches of a resident set: the same rows (its `_shuffled_row`
+    op, once per ROW_CHUNK steps), gathered from the preprocessed images in numpy."""
+    process, local = _process_share(records, global_batch_size)
+    n = len(records)
+    targets = {"label": records.labels, "label_mask": records.label_mask}
+    targets["soft_label"] = records.soft_labels
+    targets = {key: np.asarray(value) for key, value in targets.items() if value is not None}
+    offsets = process * local + np.arange(local, dtype=np.int64)
+    for first in range(start_step, np.iinfo(np.int64).max // global_batch_size, ROW_CHUNK):
+        steps = np.arange(first, first + ROW_CHUNK, dtype=np.int64)
+        positions = steps[:, None] * global_batch_size + offsets
+        if cfg.shuffle:  # the op takes a vector
+            rows = _shuffled_row(tf.constant(positions.ravel()), n, cfg.seed).numpy()
+            rows = rows.reshape(positions.shape)
+        else:
+            rows = positions % n
+        for index in rows:
+            batch = {"image": ready[index], "index": index}
+            yield batch | {key: value[index] for key, value in targets.items()}
+
+
+ROW_CHUNK = 256  # training steps whose rows one `_shuffled_row` call computes
 
 
 # tf.data's autotuning model re-optimises on a period that doubles as the pipeline runs,
@@ -488,17 +544,17 @@ def global_batches(
     """
     parallel.check_batch_size(global_batch_size, mesh)
     counter = SkipCounter()
-    ds = build_dataset(
-        records,
-        cfg,
-        global_batch_size=global_batch_size,
-        train=train,
-        start_step=start_step,
-        counter=counter,
-    )
-    return parallel.device_batches(
-        host_batches(ds, records, counter), mesh, prefetch=cfg.prefetch_to_device
-    )
+    if train:
+        host = training_batches(
+            records, cfg, global_batch_size=global_batch_size, start_step=start_step,
+            counter=counter,
+        )  # fmt: skip
+    else:
+        ds = build_dataset(
+            records, cfg, global_batch_size=global_batch_size, train=False, counter=counter
+        )
+        host = host_batches(ds, records, counter)
+    return parallel.device_batches(host, mesh, prefetch=cfg.prefetch_to_device)
 
 
 def decode_all(
@@ -506,6 +562,8 @@ def decode_all(
 ) -> np.ndarray:
     """Every image of `records` (in every process: GAN quality, soft labels and resident
     splits use them all), preprocessed by the input pipeline, in [-1, 1]."""
+    if _preprocessing_is_scaling(records, cfg):
+        return _scaled(records.images)
     ds = build_dataset(
         records, cfg, global_batch_size=batch_size, train=False, every_process_reads_all=True
     )
@@ -520,6 +578,28 @@ def decode_all(
             f"{len(records) - filled} image(s) of {records.description} are unreadable."
         )
     return images
+
+
+def _preprocessing_is_scaling(records: Records, cfg: ml_collections.ConfigDict) -> bool:
+    """Whether `preprocess` only rescales these images: in-memory uint8 at the configured
+    size and channel count, so no channel conversion and (with 'auto' resizing, area
+    averaging onto the same grid) no resampling."""
+    images, size = records.images, cfg.image_size
+    return (
+        images is not None
+        and images.dtype == np.uint8
+        and images.shape[1:] == (size, size, cfg.channels)
+        and cfg.channels in (1, 3)
+        and cfg.resize_mode in RESIZE_MODES
+        and cfg.resize_method == "auto"
+    )
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-1, 1] by preprocess's own float32 ops (equal bit for bit,
+    tested): decode_all without a tf.data pass for every run's training set."""
+    unit = images.astype(np.float32) / np.float32(255.0)
+    return unit * np.float32(2.0) - np.float32(1.0)
 
 
 def cache_in_memory(records: Records, cfg: ml_collections.ConfigDict) -> Records:

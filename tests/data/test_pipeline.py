@@ -117,10 +117,13 @@ def test_resume_gives_the_same_batches_as_an_uninterrupted_run():
     assert list(other[0]["index"]) != list(full[0]["index"])
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_in_memory_training_stream_gathers_what_the_per_image_path_gives(monkeypatch, processes):
-    """Small in-memory datasets are preprocessed once and gathered a batch at a time; the
-    batches equal the per-image path's bit for bit (resize, channels, targets, resume)."""
+@pytest.mark.parametrize("processes,shuffle", [(1, True), (2, True), (2, False)])
+def test_in_memory_training_stream_gathers_what_the_per_image_path_gives(
+    monkeypatch, processes, shuffle
+):
+    """Small in-memory datasets are preprocessed once and gathered a batch at a time, in
+    tf.data and in numpy (training_batches); the batches equal the per-image path's bit
+    for bit (resize, channels, targets, resume, the second process's share)."""
     rng = np.random.default_rng(0)
     records = dataclasses.replace(
         in_memory_records(37, size=12),
@@ -130,21 +133,38 @@ def test_in_memory_training_stream_gathers_what_the_per_image_path_gives(monkeyp
         labels=(np.arange(37)[:, None] % np.array([2, 3]) == 0).astype(np.int32),
     )
     cfg = memory_cfg(size=8)  # a resize and gray -> RGB on every image
+    cfg.shuffle = shuffle
     monkeypatch.setattr(pipeline.jax, "process_count", lambda: processes)
+    monkeypatch.setattr(pipeline.jax, "process_index", lambda: processes - 1)
+    monkeypatch.setattr(pipeline, "ROW_CHUNK", 5)  # 12 batches cross two chunks' ends
 
     def stream():
         ds = pipeline.build_dataset(records, cfg, global_batch_size=8, train=True, start_step=3)
         return take(ds, 12)
 
-    gathered = stream()
+    in_tf_data = stream()
+    numpy_stream = pipeline.training_batches(records, cfg, global_batch_size=8, start_step=3)
+    in_numpy = [next(numpy_stream) for _ in range(12)]
     assert pipeline._preprocessed_once(records, cfg) is not None
     monkeypatch.setattr(pipeline, "RESIDENT_BYTES", 0)  # the per-image path
     assert pipeline._preprocessed_once(records, cfg) is None
-    for a, b in zip(gathered, stream(), strict=True):
-        assert a.keys() == b.keys() == {"image", "label", "label_mask", "soft_label", "index"}
-        for key in a:
-            assert a[key].dtype == b[key].dtype and a[key].shape[0] == 8 // processes
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for a, b, c in zip(in_tf_data, in_numpy, stream(), strict=True):
+        assert a.keys() == b.keys() == c.keys()
+        assert c.keys() == {"image", "label", "label_mask", "soft_label", "index"}
+        for key in c:
+            for gathered in (a, b):
+                assert gathered[key].dtype == c[key].dtype
+                assert gathered[key].shape[0] == 8 // processes
+                np.testing.assert_array_equal(gathered[key], c[key], err_msg=key)
+
+
+def test_a_one_image_training_set_streams_that_image():
+    records, cfg = in_memory_records(1), memory_cfg()
+    batch = next(pipeline.training_batches(records, cfg, global_batch_size=4))
+    (tf_batch,) = take(pipeline.build_dataset(records, cfg, global_batch_size=4, train=True), 1)
+    np.testing.assert_array_equal(batch["index"], [0, 0, 0, 0])
+    for key in tf_batch:
+        np.testing.assert_array_equal(batch[key], tf_batch[key], err_msg=key)
 
 
 def test_closing_a_long_running_training_stream_does_not_wait_for_autotuning():
@@ -316,3 +336,31 @@ def test_in_memory_sources_convert_channels(kind, channels):
     assert batch["image"].shape == (8, 32, 32, channels)
     if kind == "cxr" and channels == 3:  # gray repeated into RGB
         np.testing.assert_array_equal(batch["image"][..., 0], batch["image"][..., 2])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("mode", pipeline.RESIZE_MODES)
+def test_decode_all_scales_images_already_at_the_configured_shape_as_tf_data_does(
+    monkeypatch, channels, mode
+):
+    """Every uint8 value, scaled without tf.data, equals the per-image pipeline's float32
+    bit for bit; other shapes, channel counts or resize methods still take tf.data."""
+    values = np.arange(256, dtype=np.uint8)
+    images = np.stack([np.roll(values, 7 * i).reshape(16, 16) for i in range(3 * channels)])
+    images = images.reshape(3, channels, 16, 16).transpose(0, 2, 3, 1)
+    records = dataclasses.replace(
+        in_memory_records(3, size=16), images=np.ascontiguousarray(images)
+    )
+    cfg = memory_cfg(size=16)
+    cfg.channels, cfg.resize_mode = channels, mode
+    assert pipeline._preprocessing_is_scaling(records, cfg)
+    scaled = pipeline.decode_all(records, cfg)
+    monkeypatch.setattr(pipeline, "_preprocessing_is_scaling", lambda *_: False)
+    through_tf_data = pipeline.decode_all(records, cfg)
+    assert scaled.dtype == through_tf_data.dtype == np.float32
+    np.testing.assert_array_equal(scaled, through_tf_data)
+    for other in ({"image_size": 8}, {"channels": 4 - channels}, {"resize_method": "bicubic"}):
+        changed = memory_cfg(size=16)
+        changed.channels, changed.resize_mode = channels, mode
+        changed.update(other)
+        assert not pipeline._preprocessing_is_scaling(records, changed), other
