@@ -38,12 +38,19 @@ def test_smoke_cells_give_every_run_kind_its_wall_and_compute(tmp_path):
     for run in runs + [total]:
         assert run["compute"] > 0 and run["wall"] > 0, run
         assert run["ratio"] == pytest.approx(run["wall"] / run["compute"])
-    for key in ("wall", "compile", "compute"):
+        per_run = (run["wall"] - run["compile"] - run["setup"]) / run["compute"]
+        assert run["ratio_per_run"] == pytest.approx(per_run)
+    for key in ("wall", "compile", "setup", "compute"):
         assert total[key] == pytest.approx(sum(run[key] for run in runs))
+    # the process's first classifier renders the embedded val/test splits and holds them on
+    # device; the next seed's reuses them
+    first, later = (next(r for r in runs if r["run"] == f"8/{s}/base") for s in (0, 1))
+    assert first["setup"] > 0 and later["setup"] < first["setup"]
     for kind in ("classifier", "gan"):
         probe = result["seeds_together"][kind]
         assert probe["ratio"] == pytest.approx(probe["one_at_a_time"] / probe["vmapped"])
     stream = result["training_stream"]
     assert stream["ratio"] == pytest.approx(stream["per_image_ms"] / stream["gathered_ms"])
-    assert "wall/compute" in proc.stdout and "vmapped is" in proc.stdout
+    assert "wall/compute" in proc.stdout and "per run" in proc.stdout
+    assert "vmapped is" in proc.stdout
     assert "gathered is" in proc.stdout
