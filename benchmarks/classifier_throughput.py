@@ -159,17 +159,21 @@ process. This benchmark hands jemalloc's free memory back after every round
 (side_by_side.release_idle_memory), so in a process that has needed the second region
 the next round's timed step can fault it in again: the 0.41x and the earlier 0.62x
 measure that, not training's steady state (a training run pays the 6 s once). Since
-then a side that hands memory back takes untimed steps after its warm-up step while the
-last one still faulted more than 100,000 pages in, at most three
-(side_by_side.timed; the JSON's settle_steps_per_round; a glibc side, PyTorch's, faults
-at every training step and is timed as it is). `--models densenet121 --rounds 4`, three
-runs at 02:30-02:37: 1.14x, 1.28x and 1.27x (ours 2269, 2326, 2267 ms per step with 97,
-1,142 and 339 faults; PyTorch 2577, 2978, 2891 ms with 620,000-888,000), our extra
-untimed steps per round [0, 1, 2, 2], [0, 1, 2, 1], [0, 0, 2, 1]: two regions in every
-process. ResNet-50 holds more than two: in `--models resnet50 --rounds 3 --steps 2`
-(02:35) a timed step after a quiet untimed one still faulted 615,516 pages in (3.8 s
-against 2.5), one in each of two rounds, so the large networks now time two steps per
-round and take the median over all rounds' steps (there 2534 against 3038 ms, 1.20x).
+then (2026-12-06) a side that hands memory back takes untimed steps after its warm-up
+step until it holds again what it held before the hand-back (within 256 MB, at most four;
+side_by_side.timed; the JSON's settle_steps_per_round and step_page_faults; a glibc side,
+PyTorch's, faults at every training step and is timed as it is), and the large networks
+time two steps per round, the rate the median over all rounds' steps. A first rule,
+untimed steps while the last one faulted more than 100,000 pages in, was not enough:
+`--models densenet121 --rounds 4` gave 1.14x, 1.28x and 1.27x in three runs at
+02:30-02:37 (ours 2269-2326 ms per step, 97-1,142 faults), but ResNet-50's steps use
+their regions in no fixed order, and a timed step after a quiet untimed one still
+faulted 611,682-620,047 pages in (4.1-5.6 s against 2.5 s; 02:51, 0.90x). With the
+resident-memory rule, `--models resnet50,densenet121 --rounds 3` at 02:56: every timed
+step under 1,000 faults, ResNet-50 12.8 against 10.2 images/s (2500 against 3130 ms,
+1.25x; four untimed steps in each later round: some freed memory is never reused, so
+the process never quite holds it all again), DenseNet-121 13.8 against 10.9 (2318
+against 2944 ms, 1.27x).
 
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
@@ -495,7 +499,7 @@ def run_model(row: str, args, peak_gflops: float) -> dict:
     )
     if any(settle_steps["medgan_jax"]):
         print(
-            f"  untimed steps re-faulting handed-back memory, per round: "
+            f"  untimed steps re-filling handed-back memory, per round: "
             f"{settle_steps['medgan_jax']} (side_by_side.timed)"
         )
     if kinds is not None:

@@ -139,8 +139,14 @@ def page_faults_during(step: Callable[[], object]) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-REFAULT_PAGES = 100_000  # 400 MB of 4 KiB pages: a handed-back buffer, not a step's churn
-SETTLE_STEPS = 3
+def resident_bytes() -> int:
+    """This process's resident memory."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+REFILL_SLACK = 256 << 20  # what a re-filled process may still lack of its held memory
+SETTLE_STEPS = 4
 
 
 def timed(
@@ -160,24 +166,30 @@ def timed(
     (2026-12-05, one run each).
 
     Where the hand-back gave memory back (`settle`, default: this process keeps freed
-    memory), untimed steps go on while the last one still faulted a region back in (more
-    than REFAULT_PAGES, at most SETTLE_STEPS more): XLA:CPU now and then starts a step's
-    temporary buffer before the previous step's is freed, so a process may hold two
-    regions of it, and the round after a hand-back faulted one in during its timed step
-    (DenseNet-121: 1.0 million faults, 8.3 s against 2.3 s; classifier_throughput.py's
-    docstring). A training run pays that once, not every step. A glibc side (PyTorch's)
-    takes its faults at every step of training too, so they stay in its timed steps.
+    memory), untimed steps go on until the process holds again what it held before the
+    hand-back (within REFILL_SLACK, at most SETTLE_STEPS more): XLA:CPU now and then
+    starts a step's temporary buffer before the previous step's is freed, so a process
+    holds several regions of it that its steps use in no fixed order, and the rounds
+    after a hand-back faulted one in during a timed step (DenseNet-121: 1.0 million
+    faults, 8.3 s against 2.3 s; classifier_throughput.py's docstring). A training run
+    pays that once, not every step. A glibc side (PyTorch's) takes its faults at every
+    step of training too, so they stay in its timed steps.
     """
     if settle is None:
         settle = keeps_freed_memory()
+    held = [0]  # resident bytes before the last hand-back
 
     def handler(steps: int, warm: int = warm) -> dict:
-        last_faults = 0
         for _ in range(warm):
-            last_faults = page_faults_during(step)
+            step()
         settle_steps = 0
-        while settle and warm and last_faults > REFAULT_PAGES and settle_steps < SETTLE_STEPS:
-            last_faults = page_faults_during(step)
+        while (
+            settle
+            and warm
+            and resident_bytes() < held[0] - REFILL_SLACK
+            and settle_steps < SETTLE_STEPS
+        ):
+            step()
             settle_steps += 1
         cpu, walls, faults = time.process_time(), [], []
         for _ in range(steps):
@@ -185,6 +197,7 @@ def timed(
             faults.append(page_faults_during(step))
             walls.append(time.perf_counter() - start)
         cpu = (time.process_time() - cpu) / steps
+        held[0] = resident_bytes()
         release_idle_memory()
         return {
             "walls": walls,

@@ -105,24 +105,28 @@ def test_release_hands_back_what_jemalloc_keeps():
             assert abs(probe["kept"] - probe["after"]) < 32 << 20, probe
 
 
-def test_timed_steps_on_untimed_while_a_handed_back_region_faults_in(monkeypatch):
-    monkeypatch.setattr(side_by_side, "release_idle_memory", lambda: None)
+def test_timed_steps_on_untimed_until_the_handed_back_memory_is_held_again(monkeypatch):
+    """After its round a side hands memory back (here: 1 GiB); in the next round untimed
+    steps follow the warm-up one until the process holds that memory again."""
+    gib = 1 << 30
+    resident = [4 * gib]
     calls = []
+    monkeypatch.setattr(side_by_side, "resident_bytes", lambda: resident[0])
+    monkeypatch.setattr(
+        side_by_side, "release_idle_memory", lambda: resident.__setitem__(0, 3 * gib)
+    )
 
-    def faults_of(step, faulting_calls):  # the first calls fault a handed-back region in
-        step()
-        return side_by_side.REFAULT_PAGES * 10 if len(calls) <= faulting_calls else 50
+    def refilling_step(per_call):  # each call faults `per_call` of the region back in
+        calls.append(1)
+        resident[0] = min(4 * gib, resident[0] + per_call)
 
-    cases = ((0, True, 0), (1, True, 1), (2, True, 2), (9, True, 3), (9, False, 0))
-    for faulting, settle, expected_settle in cases:
-        calls.clear()
-        monkeypatch.setattr(
-            side_by_side, "page_faults_during", lambda step, n=faulting: faults_of(step, n)
-        )
-        reply = side_by_side.timed(lambda: calls.append(1), settle=settle)(steps=2)
-        assert reply["settle_steps"] == expected_settle
-        assert len(calls) == 1 + expected_settle + 2
-    # a side told not to warm up (a long sampler call) is not settled either
-    calls.clear()
-    reply = side_by_side.timed(lambda: calls.append(1), warm=0, settle=True)(steps=1)
-    assert reply["settle_steps"] == 0 and len(calls) == 1
+    for per_call, settle, expected in ((gib, True, [0, 0]), (gib // 4, True, [0, 2]),
+                                       (gib // 100, True, [0, side_by_side.SETTLE_STEPS]),
+                                       (gib // 4, False, [0, 0])):  # fmt: skip
+        resident[0] = 4 * gib
+        handler = side_by_side.timed(lambda n=per_call: refilling_step(n), settle=settle)
+        replies = [handler(steps=2) for _ in range(2)]  # the first round follows no hand-back
+        assert [r["settle_steps"] for r in replies] == expected, per_call
+    calls.clear()  # a side told not to warm up (a long sampler call) is not settled either
+    handler = side_by_side.timed(lambda: refilling_step(gib // 100), warm=0, settle=True)
+    assert [handler(steps=1)["settle_steps"] for _ in range(2)] == [0, 0] and len(calls) == 2
