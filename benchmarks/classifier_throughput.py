@@ -132,10 +132,12 @@ trimmed too) `--models resnet50,densenet121,simple_cnn --rounds 5`: ResNet-50 6.
 as now: ResNet-50 6.0 against 5.8 (5376 against 5498 ms, 1.02x), DenseNet-121 7.3 against
 7.6 (4362 against 4227 ms, 0.97x; PyTorch's faults per step 468,671), SimpleCNN 111.9
 against 90.6 (1.23x). ResNet-50 is now about even with PyTorch rather than behind, as is
-DenseNet-121.
+DenseNet-121. Before jemalloc, the same machine, ours on glibc's huge-page malloc and
+nothing handed back between rounds (00:37-06:43, 3-5 rounds): ResNet-50 0.72-0.85x (0.96x
+and 0.84x with --warm-steps 2), DenseNet-121 0.92-1.22x, SimpleCNN 128x128x1 1.18x.
 
 2026-12-05 evening, an AMD EPYC host about twice as fast (XLA's matmul 430-440 GFLOP/s;
-the README has this script's runs there: ResNet-50 1.17x, 0.62x and 1.16x, DenseNet-121
+this script's runs there: ResNet-50 1.17x, 0.62x and 1.16x, DenseNet-121
 1.39x and 1.30x, SimpleCNN 1.53x and 1.54x; the 0.62x run's timed steps took 611,794 page
 faults each on our side, the others about 5,000). Tried, not set: XLA's
 --xla_cpu_prefer_vector_width=512 (ours alone, one-off, two alternating processes each,
@@ -173,7 +175,10 @@ resident-memory rule, `--models resnet50,densenet121 --rounds 3` at 02:56: every
 step under 1,000 faults, ResNet-50 12.8 against 10.2 images/s (2500 against 3130 ms,
 1.25x; four untimed steps in each later round: some freed memory is never reused, so
 the process never quite holds it all again), DenseNet-121 13.8 against 10.9 (2318
-against 2944 ms, 1.27x).
+against 2944 ms, 1.27x). At 03:00 (all three rows) ResNet-50 1.24x, DenseNet-121 1.27x,
+SimpleCNN 1.56x; two of our six ResNet-50 steps still faulted 611,682 and 613,436 pages in
+(4.2 and 3.9 s, the first round's with no hand-back before it: the process mapping one
+more region, as a training run does in its first steps), which the median leaves out.
 
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
