@@ -60,7 +60,7 @@ def run_study(config: ml_collections.ConfigDict, root: str, say: StudyLog) -> di
     with open(os.path.join(root, "study_config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=1))
     groups = [(size, seed) for size in config.sizes for seed in config.seeds]
-    workers = workers_for(config, len(groups))
+    workers = workers_for(config, len(groups) * len(config.methods))
     if workers > 1:
         return workers_run(config, root, groups, workers, say)
     cells = {}
@@ -93,17 +93,18 @@ def run_recorded(config, root: str, size, seed: int, name: str, manifest: str, s
         return {key: {"error": f"{type(error).__name__}: {error}"}}
 
 
-def workers_for(config: ml_collections.ConfigDict, num_groups: int) -> int:
-    """How many processes run the (size, seed) groups: config.workers, where 0 = one per
-    CPU core (at most 4) on a CPU backend; always 1 in a multi-process (multi-host) run
-    and on accelerators, whose programs each fill the device."""
+def workers_for(config: ml_collections.ConfigDict, num_cells: int) -> int:
+    """How many processes run the grid's cells (each cell one task): config.workers,
+    where 0 = one per CPU core (at most 4) on a CPU backend, never more than the cells;
+    always 1 in a multi-process (multi-host) run and on accelerators, whose programs each
+    fill the device."""
     requested = config.get("workers", 1)
-    if jax.process_count() > 1 or num_groups < 2:
+    if jax.process_count() > 1 or num_cells < 2:
         return 1
     if requested == 0:
         cpu = jax.default_backend() == "cpu"
         requested = min(os.cpu_count() or 1, 4) if cpu else 1
-    return max(1, min(requested, num_groups))
+    return max(1, min(requested, num_cells))
 
 
 def workers_run(config, root: str, groups: list, workers: int, say) -> dict:

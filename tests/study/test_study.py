@@ -169,6 +169,19 @@ def test_cells_sharing_a_gan_in_two_worker_processes_train_it_once(tmp_path, cap
     assert len({cell["synthetic_images"] for cell in cells.values()} - {0}) == 1
 
 
+def test_workers_are_counted_by_cells_not_by_groups(monkeypatch):
+    """Each cell is a worker's task, so one (size, seed) group of several methods still
+    spreads over the cores; never more workers than cells, one for a single cell."""
+    config = get_config("smoke")
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    config.workers = 0  # one per core, at most 4
+    assert runner.workers_for(config, 3) == 3
+    assert runner.workers_for(config, 9) == 4
+    assert runner.workers_for(config, 1) == 1
+    config.workers = 2
+    assert runner.workers_for(config, 1 * len(config.methods)) == 2
+
+
 def test_rerun_skips_done_cells_and_adding_a_method_runs_only_it(study):
     config, root, _ = study
     done = root / "size=8" / "seed=0" / "method=base" / "metrics.json"
