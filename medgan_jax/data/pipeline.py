@@ -5,8 +5,8 @@ g maps to row `index_shuffle(g mod N, seed=[seed, g div N])`, i.e. a fresh
 permutation per epoch computed without materialising it. Only file paths are held
 in memory, so memory stays flat as the dataset grows, and a run resumed at step s
 sees exactly the batches an uninterrupted run would have seen (`start_step`). A small
-training set (RESIDENT_BYTES) is preprocessed once and its batches gathered: the same
-batches.
+training set (RESIDENT_BYTES) is preprocessed once and its batches gathered in numpy
+(`training_batches`): the same batches.
 Each process reads only its own slice of every global batch (multi-host).
 """
 
@@ -421,8 +421,8 @@ def training_batches(
     counter: SkipCounter | None = None,
 ) -> Iterator[dict]:
     """This process's numpy batches of the endless training stream (build_dataset's, bit
-    for bit). A resident training set's batches are gathered here without tf.data: its
-    pipeline costs more to build and to run per batch than a small run's steps
+    for bit). A resident training set's batches are gathered here without tf.data, whose
+    pipeline took 0.1-0.2 s to build per run, a large part of a study's sub-second runs
     (benchmarks/study_overhead.py)."""
     ready = _preprocessed_once(records, cfg)
     if ready is None:
