@@ -62,8 +62,7 @@ def preview(config: ml_collections.ConfigDict, workdir: str) -> None:
         records = load_split(data, "train", manifest_dir=workdir)
         print(f"train: {records.summary()}")
         parallel.check_batch_size(config.batch_size, mesh)
-        ds = pipeline.build_dataset(records, data, global_batch_size=config.batch_size, train=True)
-        host = pipeline.host_batches(ds, records)
+        host = pipeline.training_batches(records, data, global_batch_size=config.batch_size)
     batches = parallel.device_batches(host, mesh)
     first = None
     start = time.perf_counter()
