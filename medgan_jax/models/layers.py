@@ -275,6 +275,26 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return interleave_phases(phases)
 
 
+def upsample_conv3x3_as_one(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Exactly conv3x3(SAME)(upsample_nearest(x, 2)), as `upsample_conv3x3` but one 2x2
+    conv of x padded by one pixel, the four phases' kernels its output channels (phase
+    (a, b) is output pixel (i + a, j + b) of block 2a + b): 16/36 of the FLOPs, and the
+    kernel gradient's transposes of an input a quarter of the upsampled one
+    (benchmarks/diffusion_throughput.py)."""
+    n, h, w, _ = x.shape
+    features = kernel.shape[-1]
+    taps = jnp.asarray(_UPSAMPLE_TAPS, kernel.dtype)
+    phase_kernels = [
+        jnp.einsum("iy,jx,yxco->ijco", taps[a], taps[b], kernel) for a in (0, 1) for b in (0, 1)
+    ]
+    merged = jnp.concatenate(phase_kernels, axis=-1)  # [2, 2, C_in, 4 * C_out]
+    y = conv(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), merged, 1, "VALID")
+    y = y.reshape(n, h + 1, w + 1, 4, features)
+    return interleave_phases(
+        [y[:, a : a + h, b : b + w, 2 * a + b] for a in (0, 1) for b in (0, 1)]
+    )
+
+
 class EqualizedDense(nn.Module):
     """Dense layer with N(0, 1) weights scaled by sqrt(gain / fan_in) at run time."""
 
@@ -800,7 +820,9 @@ conv.defvjp(lambda x, k, s, p: (_conv_forward(x, k, s, p), (x, k)), _conv_backwa
 
 class Conv(nn.Module):
     """nn.Conv for NHWC maps with square kernels (same parameter names, shapes and dtype
-    behaviour), computed by `conv`, with the bias added by `add_bias`."""
+    behaviour), computed by `conv`, with the bias added by `add_bias`. `upsample`: the
+    input is first doubled by nearest-neighbour upsampling (a 3x3 SAME convolution only;
+    computed at the input's size, `upsample_conv3x3_as_one`)."""
 
     features: int
     kernel_size: int
@@ -809,6 +831,7 @@ class Conv(nn.Module):
     use_bias: bool = True
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     dtype: Any = None
+    upsample: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -818,7 +841,15 @@ class Conv(nn.Module):
             self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv(x, kernel, self.strides, self.padding)
+        if self.upsample:
+            if (k, self.strides, self.padding) != (3, 1, "SAME"):
+                raise ValueError(
+                    "Conv(upsample=True) is a 3x3, stride-1, SAME convolution; got "
+                    f"kernel_size={k}, strides={self.strides}, padding={self.padding!r}."
+                )
+            y = upsample_conv3x3_as_one(x, kernel)
+        else:
+            y = conv(x, kernel, self.strides, self.padding)
         return add_bias(y, bias) if self.use_bias else y
 
 

@@ -12,7 +12,8 @@ embedding, with id `num_classes` the "no class" of classifier-free guidance.
 `dtype` is the computation dtype; parameters stay float32, GroupNorm (with the SiLU
 after it) and the softmax run in float32 and the output is float32. GroupNorm and the
 convolutions are layers.py's (reductions as products with ones, GroupNorm and SiLU as
-one op, convolution gradients XLA:CPU runs fast).
+one op, convolution gradients XLA:CPU runs fast, the upsampling convolutions computed at
+their input's size).
 """
 
 from __future__ import annotations
@@ -144,8 +145,10 @@ class UNet(nn.Module):
                 if attend:
                     h = attention(f"up{level}_attn{i}")(h)
             if level > 0:
-                h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-                h = Conv(widths[level], 3, dtype=self.dtype, name=f"up{level}_sample")(h)
+                upsample = Conv(
+                    widths[level], 3, dtype=self.dtype, upsample=True, name=f"up{level}_sample"
+                )
+                h = upsample(h)
                 resolution *= 2
 
         h = layers.GroupNorm(groups, EPSILON, silu=True, name="norm_out")(h)

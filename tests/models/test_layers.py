@@ -233,6 +233,49 @@ def test_conv_module_equals_flax_conv(use_bias):
     assert bf16.dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("shape, c_out", [((2, 4, 5, 3), 6), ((1, 3, 3, 8), 2)])
+def test_upsample_conv_as_one_equals_upsample_then_conv_in_value_and_gradient(shape, c_out):
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    kernel = jnp.asarray(rng.normal(size=(3, 3, shape[-1], c_out)).astype(np.float32))
+
+    def reference(x, kernel):
+        up = layers.upsample_nearest(x, 2)
+        return jax.lax.conv_general_dilated(
+            up, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    upsampled = layers.upsample_conv3x3_as_one(x, kernel)
+    assert upsampled.shape == (shape[0], 2 * shape[1], 2 * shape[2], c_out)
+    np.testing.assert_allclose(upsampled, reference(x, kernel), rtol=1e-5, atol=1e-4)
+    got = _value_and_grads(jax.jit(layers.upsample_conv3x3_as_one), x, kernel)
+    want = _value_and_grads(reference, x, kernel)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_module_with_upsample_is_nearest_upsampling_then_the_conv():
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 5)).astype(np.float32))
+    plain, upsampling = layers.Conv(3, 3), layers.Conv(3, 3, upsample=True)
+    params = plain.init(jax.random.PRNGKey(0), x)["params"]
+    params = {**params, "bias": jnp.linspace(-1, 1, 3)}
+    # the same parameters (names and shapes): a checkpoint of either loads in the other
+    assert jax.tree.map(jnp.shape, upsampling.init(jax.random.PRNGKey(0), x)["params"]) == (
+        jax.tree.map(jnp.shape, params)
+    )
+    got = _value_and_grads(lambda p, x: upsampling.apply({"params": p}, x), params, x)
+    want = _value_and_grads(
+        lambda p, x: plain.apply({"params": p}, layers.upsample_nearest(x, 2)), params, x
+    )
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    for wrong in ({"kernel_size": 1}, {"strides": 2}, {"padding": "VALID"}):
+        module = layers.Conv(3, **{"kernel_size": 3, **wrong}, upsample=True)
+        with pytest.raises(ValueError, match="Conv\\(upsample=True\\) is a 3x3"):
+            module.init(jax.random.PRNGKey(0), x)
+
+
 def test_add_bias_add_per_sample_and_global_avg_pool_equal_the_plain_ops():
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.normal(size=(3, 5, 4, 7)).astype(np.float32))
