@@ -204,6 +204,25 @@ faster than the default, one process each). What remains is spread thin: the ker
 gradients' layout transposes (105-119 ms per step), the attention's products (134-155
 ms; PyTorch's fused attention 122 ms forward and backward), GroupNorm's passes.
 
+Later that day the profile's largest transpose (14 ms) was the upsampling conv's input,
+the 2x nearest-upsampled map, moved to [C, H, W, N] for the kernel gradient. The U-Net's
+upsampling is now one 2x2 conv of the input padded by a pixel, the four output phases'
+summed 3x3 taps its output channels (layers.upsample_conv3x3_as_one; equal to upsample
+then conv in value and gradient, tested; the same parameters): 16/36 of the FLOPs, and
+its kernel gradient transposes the input rather than the 4x larger upsampled map. Alone
+(one-off, batch 32, 128 channels, forward and backward): 16x16 -> 32x32 88.4 -> 38.2 ms,
+8x8 -> 16x16 18.1 -> 13.2 ms (PGGAN's four separate 2x2 convs: 52.7 and 12.7 ms). Our
+step and sampler alone, 3 x 2 alternating processes (min of 8 steps; per evaluation of a
+4-step sampler): before 1060 / 950 / 952 ms and 332 / 288 / 290 ms, after 1009 / 910 /
+937 ms and 326 / 279 / 282 ms; XLA's count 289.6 -> 272.9 GFLOP per step; transposes in
+the profile 129 -> 96 ms per step. This script (defaults) at 03:40 and 03:50: training
+1035 against 949 ms (0.92x) and 1071 against 951 ms (0.89x), sampling after training
+10.6 against 10.7 s (1.01x) and 11.5 against 10.8 s (0.94x), in sampling-only processes
+9.6 against 11.6 s (1.21x) and 10.7 against 12.7 s (1.19x). The profile still blames
+memory passes: the decoder's GroupNorm+SiLU over the concatenated skip inputs at 32x32
+(6-8 ms each where the 64-channel ones take 1.4 ms: 33 MB read and written leaves the
+cache), the attention logits (7.7 ms per [32, 4, 256, 256] product), the transposes.
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
