@@ -16,13 +16,14 @@ it times the same compiled programs alone on device-resident batches of the run'
   compute = steps x (one GAN step) + sampled images / batch x (one generator pass)
 
 and prints wall, compute and their ratio per run (target: wall <= 1.5x compute), and the
-totals; beside it the same ratio without compiling (tracing, lowering, compiling or loading
-from the persistent cache: once per program per process) and "per run", without that and
-without the process's set-up (what it builds once for all its runs: the embedded splits'
-rendering, the evaluation splits held on device), which only the first run of each kind
-in a process pays. Then two probes: the host time per batch of a classifier's training stream on the
-cell's in-memory images, gathered from images preprocessed once against the per-image
-tf.data map it replaced (--stream-batches), and the lever of training a cell's seeds
+totals; beside it the same ratio without compiling (tracing, lowering, compiling or
+loading from the persistent cache: once per program per process) and "per run", without
+that and without the process's set-up (what it builds once for all its runs: the
+embedded splits' rendering, the evaluation splits held on device), which only the first
+run of each kind in a process pays. Then two probes: the host time per batch of a
+classifier's training stream on the cell's in-memory images, gathered from images
+preprocessed once against the per-image tf.data map (--stream-batches), and the lever
+of training a cell's seeds
 together: one vmapped step over 3 seeds' parameters and batches against the 3 steps one
 after another (--seeds-together). Results go
 to benchmarks/results/study_overhead.json. The machine is shared and noisy: compare
