@@ -222,6 +222,11 @@ the profile 129 -> 96 ms per step. This script (defaults) at 03:40 and 03:50: tr
 memory passes: the decoder's GroupNorm+SiLU over the concatenated skip inputs at 32x32
 (6-8 ms each where the 64-channel ones take 1.4 ms: 33 MB read and written leaves the
 cache), the attention logits (7.7 ms per [32, 4, 256, 256] product), the transposes.
+The preset's network (--image-size 64 --channel-mult 1,2,2,2 --batch 32 --steps 3
+--sample-batch 16) at 04:07 and 04:15: training 3388 against 4539 ms (1.34x) and 3506
+against 4663 ms (1.33x); sampling (batch 16) after training 17.5 against 18.3 s (1.04x)
+and 19.2 against 17.2 s (0.89x); sampling-only 17.6 against 29.9 s (1.70x) and 19.3
+against 30.3 s (1.57x; PyTorch's 10.7-11.0 million page faults per call there).
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
