@@ -108,9 +108,8 @@ def release_idle_memory() -> None:
     """Hands back to the kernel the free memory jemalloc keeps, where it is this process's
     allocator (medgan_jax's entry points preload it set to keep every freed page); glibc
     returns its large blocks when they are freed, so a glibc process is left as it is."""
-    libc = ctypes.CDLL(None)
-    if hasattr(libc, "mallctl"):  # 4096 = MALLCTL_ARENAS_ALL
-        libc.mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
+    if keeps_freed_memory():  # 4096 = MALLCTL_ARENAS_ALL
+        ctypes.CDLL(None).mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))
 
 
 def serve(setup: Callable[[], tuple[dict, dict[str, Callable[..., dict]]]]) -> None:

@@ -154,7 +154,6 @@ def count_process_setup() -> None:
         return new
 
     sources._lesion_images = counted_as_setup(renders, rendered)
-    sources._lesion_images.cache_info = renders.cache_info
     call = training.BuiltOnce.__call__
 
     def built_once(self, key, build):
