@@ -547,39 +547,67 @@ def _image_channel_sums(a: jax.Array) -> jax.Array:
 
 
 def _group_means(a: jax.Array, groups: int, sums: jax.Array | None = None) -> jax.Array:
-    """[N, ..., C] -> [N, 1, .., 1, C]: each channel holds its (image, group) mean.
+    """[N, ..., C] -> [N, C]: each channel holds its (image, group) mean.
     `sums`: a's `_image_channel_sums` when already known."""
     n, c = a.shape[0], a.shape[-1]
     sums = _image_channel_sums(a) if sums is None else sums
     means = sums.reshape(n, groups, c // groups).sum(-1) / (a.size // n // groups)
-    return jnp.repeat(means, c // groups, axis=1).reshape(n, *[1] * (a.ndim - 2), c)
+    return jnp.repeat(means, c // groups, axis=1)
+
+
+def _per_channel(x: jax.Array, *coefficients: jax.Array) -> list[jax.Array]:
+    """[N, C] coefficients computed into one buffer, each shaped to broadcast over x's maps.
+
+    Left to XLA:CPU, the small arithmetic that makes them (the group statistics' repeat
+    over channels, rsqrt) is fused into every pass over the maps and redone per element:
+    the GroupNorm forward took twice as long (benchmarks/diffusion_throughput.py)."""
+    stacked = materialize(jnp.stack(coefficients))
+    shape = (x.shape[0], *[1] * (x.ndim - 2), x.shape[-1])
+    return [c.reshape(shape) for c in stacked]
+
+
+def _group_statistics(x, groups, epsilon):
+    """Per image and channel, the mean and 1/std of its (image, group), [N, C] each.
+
+    One pass over x: each pixel's sums of x and x^2 over its group's channels (a reduce
+    over the minor axis, which XLA:CPU runs fast), then a product with ones over the
+    pixels, rather than writing x^2 out for a product of its own."""
+    n, c = x.shape[0], x.shape[-1]
+    x = x.reshape(n, -1, groups, c // groups)
+    pixel_sums = jnp.concatenate([x.sum(-1), (x * x).sum(-1)], axis=-1)  # [N, H*W, 2G]
+    ones = jnp.ones((n, 1, pixel_sums.shape[1]), x.dtype)
+    means = jnp.matmul(ones, pixel_sums)[:, 0] / (x.size // n // groups)
+    mean, mean_square = means[:, :groups], means[:, groups:]
+    inv = jax.lax.rsqrt(jnp.maximum(0.0, mean_square - mean * mean) + epsilon)
+    return jnp.repeat(mean, c // groups, axis=1), jnp.repeat(inv, c // groups, axis=1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int, epsilon: float):
     """GroupNorm of [N, ..., C] over (image, group of C / groups channels), as flax's
-    nn.GroupNorm (E[x^2] - E[x]^2 variance clipped at 0), every reduction of the forward
-    and backward pass a product with ones."""
+    nn.GroupNorm (E[x^2] - E[x]^2 variance clipped at 0), every reduction over the pixels,
+    forward and backward, a product with ones."""
     return _group_norm_forward(x, scale, bias, groups, epsilon)[0]
 
 
 def _group_norm_forward(x, scale, bias, groups, epsilon):
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean = _group_means(x, groups)
-    var = jnp.maximum(0.0, _group_means(x * x, groups) - mean * mean)
-    inv = jax.lax.rsqrt(var + epsilon)
-    return (x - mean) * (inv * scale) + bias, (x, mean, inv, scale)
+    mean, inv = _group_statistics(x, groups, epsilon)
+    m, a = _per_channel(x, mean, inv * scale)
+    return (x - m) * a + bias, (x, mean, inv, scale)
 
 
 def _group_norm_backward(groups, epsilon, residuals, dy):
     x, mean, inv, scale = residuals
-    x_hat = (x - mean) * inv
+    m, i = _per_channel(x, mean, inv)
     # Two passes over the maps: per image and channel, the sums of dy and dy * x_hat give
     # the bias and scale gradients and, times the scale, the group means dx needs.
-    dy_sums, dy_x_hat_sums = _image_channel_sums(dy), _image_channel_sums(dy * x_hat)
+    dy_sums, dy_x_hat_sums = _image_channel_sums(dy), _image_channel_sums(dy * ((x - m) * i))
     g_mean = _group_means(dy, groups, dy_sums * scale)
     g_x_hat_mean = _group_means(dy, groups, dy_x_hat_sums * scale)
-    dx = inv * (dy * scale - g_mean - x_hat * g_x_hat_mean)
+    # dx = inv * (dy * scale - g_mean - x_hat * g_x_hat_mean), per channel coefficients
+    dy_c, x_c, c = _per_channel(x, inv * scale, inv * inv * g_x_hat_mean, inv * g_mean)
+    dx = dy * dy_c - (x - m) * x_c - c
     return dx, dy_x_hat_sums.sum(0), dy_sums.sum(0)
 
 
@@ -601,10 +629,10 @@ def _group_norm_silu_forward(x, scale, bias, groups, epsilon):
 
 def _group_norm_silu_backward(groups, epsilon, residuals, dy):
     (x, mean, inv, scale), bias = residuals
-    # Written unlike the forward's (x - mean) * (inv * scale) + bias: XLA would otherwise
-    # merge the two sigmoids into one buffer written in the forward and read back here.
-    a = inv * scale
-    z = x * a + (bias - mean * a)
+    # Written unlike the forward's (x - mean) * a + bias: XLA would otherwise merge the
+    # two sigmoids into one buffer written in the forward and read back here.
+    a, b = _per_channel(x, inv * scale, bias - mean * inv * scale)
+    z = x * a + b
     sig = jax.nn.sigmoid(z)
     dz = materialize(dy * (sig * (1 + z * (1 - sig))))  # read by three passes below
     return _group_norm_backward(groups, epsilon, (x, mean, inv, scale), dz)
