@@ -32,9 +32,13 @@ TUNABLES = {"glibc.malloc.hugetlb": "1"}
 OPT_OUT = "MEDGAN_JAX_HUGE_PAGES"  # "0": leave the allocator as it is
 JEMALLOC_CHOICE = "MEDGAN_JAX_JEMALLOC"  # "0": glibc; a path: that library
 JEMALLOC = "libjemalloc.so.2"
-# Freed pages are kept for reuse (never purged: decay -1, also for large allocations,
-# which otherwise get an arena of their own). Not `thp:always`: tracing ran slower with it.
-JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0"
+# Freed pages are kept for reuse (never purged: decay -1; jemalloc's own arena for large
+# allocations purges eagerly only where the default decay is positive). That one arena
+# serves every thread's large buffers: with oversize_threshold:0 they came from per-thread
+# arenas, and a buffer freed in one could not serve the next step's allocation from
+# another thread: the diffusion step's process grew by 100-200 MB and 5-30 thousand page
+# faults every step. Not `thp:always`: tracing ran slower with it.
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def _entries(environ: dict[str, str], name: str) -> list[str]:
