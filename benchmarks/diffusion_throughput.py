@@ -393,15 +393,21 @@ def time_sampling(workers: dict, args, torch_info: dict) -> tuple[dict, float]:
     seconds per call."""
     replies = side_by_side.alternate(workers, "sample", 1, args.sample_rounds)
     rates, ratio = side_by_side.print_rates(replies, args.sample_batch, torch_info)
+    print_costs(replies, "call")
+    for worker in workers.values():
+        worker.close()
+    return rates, ratio
+
+
+def print_costs(replies: dict[str, list], unit: str) -> None:
+    """Each side's page faults and process CPU seconds per timed `unit`, averaged over its
+    rounds: memory a process keeps mapping in shows here (and in its wall time)."""
     line = ", ".join(
         f"{name} {statistics.mean(r['page_faults'] for r in rounds):,.0f} page faults, "
         f"{statistics.mean(r['cpu'] for r in rounds):.1f} CPU-s"
         for name, rounds in replies.items()
     )
-    print(f"  per call: {line}")
-    for worker in workers.values():
-        worker.close()
-    return rates, ratio
+    print(f"  per {unit}: {line}")
 
 
 def serve_side(args) -> None:
@@ -480,6 +486,7 @@ def main() -> None:
     print(f"training step, batch {args.batch}:")
     replies = side_by_side.alternate(workers, "train", args.steps, args.rounds)
     train, train_ratio = side_by_side.print_rates(replies, args.batch, torch_info)
+    print_costs(replies, "step")
     gflop, step_s = ours["gflop"], args.batch / train["medgan_jax"]
     print(
         f"our step: {gflop:.1f} GFLOP (XLA's count; PyTorch's FLOP counter "
