@@ -180,6 +180,15 @@ SimpleCNN 1.56x; two of our six ResNet-50 steps still faulted 611,682 and 613,43
 (4.2 and 3.9 s, the first round's with no hand-back before it: the process mapping one
 more region, as a training run does in its first steps), which the median leaves out.
 
+Since 2026-12-06 morning jemalloc runs without oversize_threshold:0 (its one arena for
+large buffers; launch.JEMALLOC_CONF; the diffusion step's process had grown every step,
+diffusion_throughput.py's docstring). `--models resnet50,densenet121,simple_cnn --rounds 3`
+then (about 05:38, matmul 425 GFLOP/s): ResNet-50 12.3 against 11.0 images/s (2595
+against 2908 ms, 1.12x), DenseNet-121 13.2 against 10.0 (2424 against 3198 ms, 1.32x),
+SimpleCNN 216.5 against 132.9 (1.63x); one ResNet-50 step (617,437 faults, 4.7 s) and
+two DenseNet-121 steps (1.008 and 1.009 million, 6.0 and 7.0 s) mapped the second region
+in again, as before, and the median leaves them out.
+
 PyTorch (CPU build) is a benchmark-only dependency: pip install torch==2.13.0.
 """
 

@@ -228,6 +228,50 @@ against 4663 ms (1.33x); sampling (batch 16) after training 17.5 against 18.3 s 
 and 19.2 against 17.2 s (0.89x); sampling-only 17.6 against 29.9 s (1.70x) and 19.3
 against 30.3 s (1.57x; PyTorch's 10.7-11.0 million page faults per call there).
 
+2026-12-06, later (same host type; one-off scripts in /tmp). This script at 04:52, as
+the session began: training 1056 against 1030 ms (0.98x), sampling 12.0 against 11.0 s
+after training (0.92x), 10.4 against 13.5 s sampling-only (1.30x). GroupNorm+SiLU alone
+against PyTorch's group_norm and silu (NCHW, batch 32; forward / forward and backward,
+ms): 32x32x192 5.3 / 8.9 against 1.9 / 11.7, 32x32x128 2.8 / 5.2 against 1.0 / 4.4,
+32x32x64 1.3 / 2.5 against 2.2 / 2.4: our forward, the sampler's, two to three times
+PyTorch's on the decoder's wide maps. XLA:CPU fused the statistics' small arithmetic (the
+repeat of each group's mean and 1/std over its channels, the rsqrt) into every pass over
+the maps and redid it per element; computed once into a buffer (layers._per_channel)
+and with the statistics from one pass over x (each pixel's group sums of x and x^2, a
+reduce over the minor axis, then a product with ones; layers._group_statistics) instead
+of writing x^2 out for a product of its own: 5.3 -> 2.2 / 8.7 -> 6.4, 2.8 -> 1.3 / 5.0
+-> 3.7, 1.3 -> 0.7 / 2.4 -> 1.5 ms (tested equal to flax's in value and gradient, as
+before). Our step alone, 3 x 2 alternating processes (/tmp/s38/ab.py, min of 8): 919-
+1039 against 937-1041 ms, per sampler evaluation 274-316 against 290-322 ms: within this
+host's noise that hour. Then the allocator: in this script's training rounds our side
+faulted 20,000-30,000 pages in per step even after its settling steps, and alone (no
+hand-back) it did too, its resident memory growing by 100-200 MB every six steps (3.4 GB
+to 6.6 GB over 72 steps, 1050-1100 ms per step). With oversize_threshold:0 jemalloc served
+large buffers from per-thread arenas, and one freed by one thread could not serve the
+next step's allocation from another. Without it (its one arena for large allocations,
+which keeps the decay -1 of the others since the default is not positive): 3.76 GB held
+from the second step on, 0-30 faults per step, 955-990 ms; glibc's malloc (hugetlb=1)
+2.76 GB, 919-960 ms with every third step or so at 1170-1350 ms. launch.JEMALLOC_CONF
+since then. This script afterwards (the per-step page faults printed since): at about 05:30,
+training 987 against 994 ms (1.01x), sampling 9.9 against 11.4 s after training (1.15x),
+9.8 against 13.1 s sampling-only (1.33x); at 05:52 1076 against 1067 ms (0.99x; our side
+21,033 faults per timed step after the hand-back and four settling steps), 11.1 against
+11.5 s (1.04x), 11.3 against 13.8 s (1.22x); training rounds alone (/tmp/s40/train_ab.py,
+this script's workers, 4 rounds of 5 steps): medians 962 against 1045 ms and 978 against
+1053 ms. The preset's network (--image-size 64 --channel-mult 1,2,2,2 --batch 32 --steps
+3 --sample-batch 16) at 06:03: training 3435 against 4927 ms (1.43x), sampling after
+training 17.9 against 19.4 s (1.08x), sampling-only 18.6 against 32.2 s (1.73x). Not kept
+(alone, no gain): the attention's backward as a custom VJP with every product in a
+non-transposed orientation (the [T, T] operands' transposed-LHS products take 3-4 times
+as long as the others here: 5.7 against 1.8 ms at [128, 256, 256] x [128, 256, 32]; the
+core with it 22.6 against 21.9 ms forward and backward), the upsampling's phase
+cotangents as one stack instead of four full-size pads summed (26-29 against 26 ms,
+bit-identical), sigmoid as 0.5 tanh(z / 2) + 0.5 (0.68 against 0.78 ms forward over
+32x32x32x128), jemalloc's thp:always (0.93x, 1.02x, 1.12x in one run of this script), and
+3x3 convolutions by Winograd's F(2x2, 3x3) and F(4x4, 3x3) written in jnp (forward 0.9-
+1.6x of XLA's, forward and backward 0.5-1.15x: the tile transforms' passes cost what the
+products save; XLA's forward convolutions run at 380-440 GFLOP/s here).
+
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
 """
