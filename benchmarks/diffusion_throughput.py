@@ -256,7 +256,9 @@ since then. This script afterwards (the per-step page faults printed since): at 
 training 987 against 994 ms (1.01x), sampling 9.9 against 11.4 s after training (1.15x),
 9.8 against 13.1 s sampling-only (1.33x); at 05:52 1076 against 1067 ms (0.99x; our side
 21,033 faults per timed step after the hand-back and four settling steps), 11.1 against
-11.5 s (1.04x), 11.3 against 13.8 s (1.22x); training rounds alone (/tmp/s40/train_ab.py,
+11.5 s (1.04x), 11.3 against 13.8 s (1.22x); at 06:15 944 against 995 ms (1.05x; 2,543
+faults per step), 10.3 against 11.2 s (1.09x), 10.3 against 13.3 s (1.29x); training
+rounds alone (/tmp/s40/train_ab.py,
 this script's workers, 4 rounds of 5 steps): medians 962 against 1045 ms and 978 against
 1053 ms. The preset's network (--image-size 64 --channel-mult 1,2,2,2 --batch 32 --steps
 3 --sample-batch 16) at 06:03: training 3435 against 4927 ms (1.43x), sampling after
