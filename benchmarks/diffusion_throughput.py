@@ -260,10 +260,10 @@ training 987 against 994 ms (1.01x), sampling 9.9 against 11.4 s after training 
 faults per step), 10.3 against 11.2 s (1.09x), 10.3 against 13.3 s (1.29x); training
 rounds alone (/tmp/s40/train_ab.py: this script's workers, 4 rounds of 5 steps): medians
 962 against 1045, 978 against 1053 and (the workers' sampler run at 18 steps first, as
-here) 946 against 1014 ms. The preset's network (--image-size 64 --channel-mult 1,2,2,2 --batch 32 --steps
-3 --sample-batch 16) at 06:03: training 3435 against 4927 ms (1.43x), sampling after
-training 17.9 against 19.4 s (1.08x), sampling-only 18.6 against 32.2 s (1.73x). Not kept
-(alone, no gain): the attention's backward as a custom VJP with every product in a
+here) 946 against 1014 ms. The preset's network (--image-size 64 --channel-mult 1,2,2,2
+--batch 32 --steps 3 --sample-batch 16) at 06:03: training 3435 against 4927 ms (1.43x),
+sampling after training 17.9 against 19.4 s (1.08x), sampling-only 18.6 against 32.2 s
+(1.73x). Not kept (alone, no gain): the attention's backward as a custom VJP with every product in a
 non-transposed orientation (the [T, T] operands' transposed-LHS products take 3-4 times
 as long as the others here: 5.7 against 1.8 ms at [128, 256, 256] x [128, 256, 32]; the
 core with it 22.6 against 21.9 ms forward and backward), the upsampling's phase
