@@ -263,16 +263,18 @@ rounds alone (/tmp/s40/train_ab.py: this script's workers, 4 rounds of 5 steps):
 here) 946 against 1014 ms. The preset's network (--image-size 64 --channel-mult 1,2,2,2
 --batch 32 --steps 3 --sample-batch 16) at 06:03: training 3435 against 4927 ms (1.43x),
 sampling after training 17.9 against 19.4 s (1.08x), sampling-only 18.6 against 32.2 s
-(1.73x). Not kept (alone, no gain): the attention's backward as a custom VJP with every product in a
-non-transposed orientation (the [T, T] operands' transposed-LHS products take 3-4 times
-as long as the others here: 5.7 against 1.8 ms at [128, 256, 256] x [128, 256, 32]; the
-core with it 22.6 against 21.9 ms forward and backward), the upsampling's phase
-cotangents as one stack instead of four full-size pads summed (26-29 against 26 ms,
-bit-identical), sigmoid as 0.5 tanh(z / 2) + 0.5 (0.68 against 0.78 ms forward over
-32x32x32x128), jemalloc's thp:always (0.93x, 1.02x, 1.12x in one run of this script), and
-3x3 convolutions by Winograd's F(2x2, 3x3) and F(4x4, 3x3) written in jnp (forward 0.9-
-1.6x of XLA's, forward and backward 0.5-1.15x: the tile transforms' passes cost what the
-products save; XLA's forward convolutions run at 380-440 GFLOP/s here).
+(1.73x). Not kept (alone, no gain): the attention's backward as a custom VJP with every
+product in a non-transposed orientation (the [T, T] operands' transposed-LHS products
+take 3-4 times as long as the others here: 5.7 against 1.8 ms at [128, 256, 256] x
+[128, 256, 32]; the core with it 22.6 against 21.9 ms forward and backward), the upsampling's
+phase cotangents as one stack instead of four full-size pads summed (26-29 against 26
+ms, bit-identical), the attention's query, key and value as one product of the
+concatenated kernels (the block, forward and backward, 39.2 against 37.4 ms), sigmoid as
+0.5 tanh(z / 2) + 0.5 (0.68 against 0.78 ms forward over 32x32x32x128), jemalloc's
+thp:always (0.93x, 1.02x, 1.12x in one run of this script), and 3x3 convolutions by
+Winograd's F(2x2, 3x3) and F(4x4, 3x3) written in jnp (forward 0.9-1.6x of XLA's,
+forward and backward 0.5-1.15x: the tile transforms' passes cost what the products save;
+XLA's forward convolutions run at 380-440 GFLOP/s here).
 
 PyTorch (CPU build) and diffusers are benchmark-only dependencies:
   pip install torch==2.13.0 diffusers
